@@ -1,0 +1,390 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+
+namespace TaH.Engine.Sampling;
+
+/// <summary>
+/// Picks the next token of one sequence from the model's final logits. Holds the sequence's random
+/// stream and the counts of generated tokens, and reuses its buffers across calls. Not thread-safe.
+/// </summary>
+/// <remarks>
+/// Per call: <see cref="Sample"/> the logits, then <see cref="Accept"/> the token the sequence
+/// actually continues with, so that presence/frequency/repetition penalties see it. Sample does not
+/// record its choice itself: the engine may reject it (stop sequences, length) or force a token.
+/// Processing order: penalties (repetition, frequency, presence, as vLLM v1), temperature, top-k,
+/// top-p, min-p, then a draw. (vLLM v1 applies min-p before top-k/top-p; here min-p filters the
+/// top-p set, as vLLM v0 and HF do.) Top-k keeps exactly k tokens, ties to the lower id. Only
+/// temperature 0 is greedy: the argmax after penalties, ties to the lowest id.
+/// </remarks>
+public sealed class Sampler
+{
+    private readonly Xoshiro256StarStar _rng;
+    private readonly HashSet<int> _promptTokens;
+    private readonly Dictionary<int, int> _outputCounts = [];
+    private float[] _logits = [];
+    private float[] _weights = [];
+    private int[] _candidates = [];
+
+    /// <param name="parameters">Validated here; throws <see cref="ArgumentException"/> if out of range.</param>
+    /// <param name="promptTokenIds">The prompt, for the repetition penalty.</param>
+    public Sampler(SamplingParams parameters, ReadOnlySpan<int> promptTokenIds)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        parameters.Validate();
+        Parameters = parameters;
+        Seed = parameters.Seed ?? RandomSeed();
+        _rng = new Xoshiro256StarStar(unchecked((ulong)Seed));
+
+        _promptTokens = [];
+        foreach (var id in promptTokenIds)
+        {
+            if (id < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(promptTokenIds), id, "Token ids must be >= 0.");
+            }
+
+            // Only the repetition penalty looks at the prompt.
+            if (parameters.RepetitionPenalty != 1f)
+            {
+                _promptTokens.Add(id);
+            }
+        }
+    }
+
+    public SamplingParams Parameters { get; }
+
+    /// <summary>The seed in use: the requested one, or the one drawn for an unseeded request.</summary>
+    public long Seed { get; }
+
+    /// <summary>Number of tokens passed to <see cref="Accept"/>.</summary>
+    public int GeneratedCount { get; private set; }
+
+    /// <summary>Records a token the sequence continues with, for the penalties of later calls.</summary>
+    public void Accept(int tokenId)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(tokenId);
+        CollectionsMarshal.GetValueRefOrAddDefault(_outputCounts, tokenId, out _)++;
+        GeneratedCount++;
+    }
+
+    /// <summary>Chooses a token from the logits of the next position (one value per vocabulary entry).</summary>
+    /// <exception cref="InvalidOperationException">A logit is NaN or infinite.</exception>
+    public SampledToken Sample(ReadOnlySpan<float> logits)
+    {
+        var logNormalizer = PrepareLogits(logits);
+        var processed = _logits.AsSpan(0, logits.Length);
+
+        int token;
+        if (Parameters.IsGreedy)
+        {
+            token = ArgMax(processed);
+        }
+        else
+        {
+            var n = Filter(logits.Length);
+            token = Draw(n);
+        }
+
+        var topLogprobs = Parameters.Logprobs is { } count ? TopLogprobs(logits, count, logNormalizer) : null;
+        return new SampledToken(token, ToLogprob(logits[token], logNormalizer), topLogprobs);
+    }
+
+    /// <summary>
+    /// The distribution <see cref="Sample"/> draws from for these logits, as (token, probability)
+    /// sorted by token id. Does not advance the random stream. For tests.
+    /// </summary>
+    internal (int TokenId, double Probability)[] FilteredDistribution(ReadOnlySpan<float> logits)
+    {
+        PrepareLogits(logits);
+        if (Parameters.IsGreedy)
+        {
+            return [(ArgMax(_logits.AsSpan(0, logits.Length)), 1.0)];
+        }
+
+        var n = Filter(logits.Length);
+        double total = 0;
+        foreach (var id in _candidates.AsSpan(0, n))
+        {
+            total += _weights[id];
+        }
+
+        var result = new (int TokenId, double Probability)[n];
+        for (var i = 0; i < n; i++)
+        {
+            var id = _candidates[i];
+            result[i] = (id, _weights[id] / total);
+        }
+
+        Array.Sort(result);
+        return result;
+    }
+
+    /// <summary>
+    /// Checks the logits, copies them into the work buffer with penalties applied, and returns the
+    /// log of the raw softmax normalizer (for raw logprobs).
+    /// </summary>
+    private double PrepareLogits(ReadOnlySpan<float> logits)
+    {
+        if (logits.IsEmpty)
+        {
+            throw new ArgumentException("The logits are empty.", nameof(logits));
+        }
+
+        var logNormalizer = LogSumExp(logits);
+        if (_logits.Length != logits.Length)
+        {
+            _logits = new float[logits.Length];
+            _weights = new float[logits.Length];
+            _candidates = new int[logits.Length];
+        }
+
+        logits.CopyTo(_logits);
+        ApplyPenalties(_logits);
+        return logNormalizer;
+    }
+
+    private void ApplyPenalties(float[] logits)
+    {
+        var repetition = Parameters.RepetitionPenalty;
+        var frequency = Parameters.FrequencyPenalty;
+        var presence = Parameters.PresencePenalty;
+
+        if (repetition != 1f)
+        {
+            foreach (var id in _promptTokens)
+            {
+                Repeat(logits, id, repetition, "prompt");
+            }
+
+            foreach (var id in _outputCounts.Keys)
+            {
+                if (!_promptTokens.Contains(id))
+                {
+                    Repeat(logits, id, repetition, "generated");
+                }
+            }
+        }
+
+        if (frequency == 0f && presence == 0f)
+        {
+            return;
+        }
+
+        foreach (var (id, count) in _outputCounts)
+        {
+            CheckInVocabulary(logits, id, "generated");
+            // Two steps, as vLLM does: frequency times count, then presence once.
+            var value = logits[id] - (frequency * count);
+            value -= presence;
+            logits[id] = Math.Clamp(value, -float.MaxValue, float.MaxValue);
+        }
+    }
+
+    private static void Repeat(float[] logits, int id, float penalty, string source)
+    {
+        CheckInVocabulary(logits, id, source);
+        var value = logits[id];
+        value = value > 0f ? value / penalty : value * penalty;
+        // A tiny penalty can overflow; keep the logit finite so the softmax stays defined.
+        logits[id] = Math.Clamp(value, -float.MaxValue, float.MaxValue);
+    }
+
+    private static void CheckInVocabulary(float[] logits, int id, string source)
+    {
+        if (id >= logits.Length)
+        {
+            throw new ArgumentException(
+                $"The {source} token id {id} is outside the vocabulary of {logits.Length} logits.", "logits");
+        }
+    }
+
+    /// <summary>
+    /// Applies temperature, top-k, top-p and min-p to the penalised logits. Leaves the kept token ids
+    /// in _candidates[..n] (returns n, at least 1) with their unnormalised probabilities in _weights.
+    /// </summary>
+    private int Filter(int vocab)
+    {
+        var ids = _candidates.AsSpan(0, vocab);
+        for (var i = 0; i < ids.Length; i++)
+        {
+            ids[i] = i;
+        }
+
+        var n = vocab;
+        var topK = Parameters.TopK;
+        if (topK > 0 && topK < vocab)
+        {
+            CandidateSelection.SelectTop(ids, n, topK, _logits);
+            n = topK;
+        }
+
+        var max = float.NegativeInfinity;
+        foreach (var id in ids[..n])
+        {
+            max = Math.Max(max, _logits[id]);
+        }
+
+        // Weights relative to the most probable token (whose weight is exactly 1): exp((l - max) / T).
+        var temperature = Parameters.Temperature;
+        double total = 0;
+        foreach (var id in ids[..n])
+        {
+            var weight = MathF.Exp((_logits[id] - max) / temperature);
+            _weights[id] = weight;
+            total += weight;
+        }
+
+        if (Parameters.TopP < 1f)
+        {
+            n = CandidateSelection.SelectTopMass(ids, n, _logits, _weights, Parameters.TopP * total);
+        }
+
+        // p >= min_p * p_max is weight >= min_p, since the weight of the top token is 1.
+        var minP = Parameters.MinP;
+        if (minP > 0f)
+        {
+            var kept = 0;
+            foreach (var id in ids[..n])
+            {
+                if (_weights[id] >= minP)
+                {
+                    ids[kept++] = id;
+                }
+            }
+
+            n = kept;
+        }
+
+        return n;
+    }
+
+    private int Draw(int n)
+    {
+        var ids = _candidates.AsSpan(0, n);
+        double total = 0;
+        foreach (var id in ids)
+        {
+            total += _weights[id];
+        }
+
+        var u = _rng.NextDouble() * total;
+        double cumulative = 0;
+        var last = ids[0];
+        foreach (var id in ids)
+        {
+            var weight = _weights[id];
+            if (weight == 0f)
+            {
+                continue;
+            }
+
+            cumulative += weight;
+            last = id;
+            if (cumulative > u)
+            {
+                return id;
+            }
+        }
+
+        // Only reached when u rounds up to the total.
+        return last;
+    }
+
+    private static int ArgMax(ReadOnlySpan<float> values)
+    {
+        var best = 0;
+        for (var i = 1; i < values.Length; i++)
+        {
+            if (values[i] > values[best])
+            {
+                best = i;
+            }
+        }
+
+        return best;
+    }
+
+    /// <summary>log(sum(exp(logits))), in double; rejects NaN and infinite logits.</summary>
+    private static double LogSumExp(ReadOnlySpan<float> logits)
+    {
+        var max = float.NegativeInfinity;
+        for (var i = 0; i < logits.Length; i++)
+        {
+            var value = logits[i];
+            if (!float.IsFinite(value))
+            {
+                throw new InvalidOperationException(
+                    $"The model produced a non-finite logit ({value}) for token {i}; refusing to sample.");
+            }
+
+            max = Math.Max(max, value);
+        }
+
+        double sum = 0;
+        foreach (var value in logits)
+        {
+            sum += MathF.Exp(value - max);
+        }
+
+        return max + Math.Log(sum);
+    }
+
+    /// <summary>The count most probable tokens by raw logit, best first, ties to the lower id.</summary>
+    private static TokenLogprob[] TopLogprobs(ReadOnlySpan<float> logits, int count, double logNormalizer)
+    {
+        count = Math.Min(count, logits.Length);
+        if (count == 0)
+        {
+            return [];
+        }
+
+        Span<int> best = stackalloc int[count];
+        var filled = 0;
+        for (var i = 0; i < logits.Length; i++)
+        {
+            var value = logits[i];
+            int pos;
+            if (filled < count)
+            {
+                pos = filled++;
+            }
+            else if (value > logits[best[count - 1]])
+            {
+                pos = count - 1;
+            }
+            else
+            {
+                continue;
+            }
+
+            // Shift past strictly smaller values only, so equal values keep the lower id first.
+            for (; pos > 0 && logits[best[pos - 1]] < value; pos--)
+            {
+                best[pos] = best[pos - 1];
+            }
+
+            best[pos] = i;
+        }
+
+        var result = new TokenLogprob[count];
+        for (var i = 0; i < count; i++)
+        {
+            result[i] = new TokenLogprob(best[i], ToLogprob(logits[best[i]], logNormalizer));
+        }
+
+        return result;
+    }
+
+    // Finite logits spanning more than the float range give a log-probability below float's; report
+    // the lowest finite float rather than -inf, which JSON cannot carry.
+    private static float ToLogprob(float logit, double logNormalizer) =>
+        (float)Math.Max(logit - logNormalizer, -float.MaxValue);
+
+    private static long RandomSeed()
+    {
+        Span<byte> bytes = stackalloc byte[8];
+        RandomNumberGenerator.Fill(bytes);
+        return BinaryPrimitives.ReadInt64LittleEndian(bytes);
+    }
+}
