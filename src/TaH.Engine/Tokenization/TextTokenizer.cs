@@ -337,11 +337,12 @@ public sealed class TextTokenizer
         {
             return;
         }
+        text = ReplaceLoneSurrogates(text); // first: ICU's normalizer rejects them
         if (_nfc)
         {
-            text = UnicodeNfc.Normalize(text);
+            text = text.Normalize(System.Text.NormalizationForm.FormC);
         }
-        text = ReplaceLoneSurrogates(text);
+
         ids.AddRange(_bpe.EncodeToIds(text, considerPreTokenization: true, considerNormalization: false));
     }
 
