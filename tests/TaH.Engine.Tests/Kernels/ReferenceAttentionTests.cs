@@ -1,0 +1,157 @@
+using TaH.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TaH.Engine.Tests.Kernels;
+
+/// <summary>
+/// The paged duo-causal reference against a naive computation written here: for each row, loop
+/// over the sequence's entries, keep those the rule allows, softmax in double precision.
+/// </summary>
+public class ReferenceAttentionTests
+{
+    [Theory]
+    [InlineData(1, 4, 2, 8, 4)]
+    [InlineData(3, 4, 4, 16, 2)]
+    [InlineData(5, 8, 2, 4, 3)]
+    public void MatchesNaiveDuoCausalAttention(int sequences, int heads, int kvHeads, int headDim, int blockSize)
+    {
+        var random = new Random(1234 + sequences);
+        int blocks = 64;
+        using var keys = randn(blocks * blockSize, kvHeads, headDim);
+        using var values = randn(blocks * blockSize, kvHeads, headDim);
+
+        // Blocks handed out in a shuffled order, as a pool would after some churn.
+        var freeBlocks = new Queue<int>(Enumerable.Range(0, blocks).OrderBy(_ => random.Next()));
+        var seqs = new List<AttentionSequence>();
+        var rowSeq = new List<int>();
+        var rowPos = new List<int>();
+        var rowDepth = new List<int>();
+        var rowSlot = new List<long>();
+        for (int s = 0; s < sequences; s++)
+        {
+            int length = random.Next(1, 12);
+            var depth1 = Entries(Enumerable.Range(0, length).ToArray());
+            var iterated = Enumerable.Range(0, length).Where(_ => random.NextDouble() < 0.4).ToArray();
+            var depth2 = Entries(iterated);
+            seqs.Add(new AttentionSequence([depth1, depth2]));
+
+            // Rows: a few of this sequence's entries at either depth (their own slot is their write slot).
+            var candidates = Enumerable.Range(0, depth1.Count).Select(i => (Depth: 1, Index: i))
+                .Concat(Enumerable.Range(0, depth2.Count).Select(i => (Depth: 2, Index: i)))
+                .OrderBy(_ => random.Next()).Take(random.Next(1, 5)).ToList();
+            foreach (var (depth, index) in candidates)
+            {
+                var table = depth == 1 ? depth1 : depth2;
+                rowSeq.Add(s);
+                rowPos.Add(table.Positions[index]);
+                rowDepth.Add(depth);
+                rowSlot.Add(((long)table.Blocks[index / blockSize] * blockSize) + (index % blockSize));
+            }
+        }
+
+        var batch = new AttentionBatch(blockSize, seqs, [.. rowSeq], [.. rowPos], [.. rowDepth], [.. rowSlot]);
+        int rows = batch.RowCount;
+        using var q = randn(rows, heads, headDim);
+        using var slotIndex = tensor(rowSlot.ToArray());
+        using var k = keys.index_select(0, slotIndex);
+        using var v = values.index_select(0, slotIndex);
+        double scale = 1.0 / Math.Sqrt(headDim);
+
+        var attention = new ReferenceAttention();
+        using var plan = attention.Prepare(batch, CPU);
+        using var output = attention.Forward(plan, q, k, v, new LayerKv(keys, values), scale);
+
+        var expected = Naive(batch, q, keys, values, scale);
+        var actual = output.data<float>().ToArray();
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) < 1e-4, $"element {i}: expected {expected[i]}, got {actual[i]}");
+        }
+
+        KvEntries Entries(int[] positions)
+        {
+            int count = positions.Length;
+            var owned = Enumerable.Range(0, (count + blockSize - 1) / blockSize).Select(_ => freeBlocks.Dequeue()).ToArray();
+            return new KvEntries(owned, positions, count);
+        }
+    }
+
+    [Fact]
+    public void WritesTheRowsKeysAndValuesIntoTheirSlots()
+    {
+        using var keys = zeros(8, 1, 2);
+        using var values = zeros(8, 1, 2);
+        var sequence = new AttentionSequence([new KvEntries([1], [0, 1], 2)]);
+        var batch = new AttentionBatch(4, [sequence], [0, 0], [0, 1], [1, 1], [4, 5]);
+        using var q = ones(2, 1, 2);
+        using var k = tensor(new float[] { 1, 2, 3, 4 }, [2, 1, 2]);
+        using var v = tensor(new float[] { 5, 6, 7, 8 }, [2, 1, 2]);
+        var attention = new ReferenceAttention();
+        using var plan = attention.Prepare(batch, CPU);
+        using var output = attention.Forward(plan, q, k, v, new LayerKv(keys, values), 1.0);
+
+        Assert.Equal([1f, 2f, 3f, 4f], keys.narrow(0, 4, 2).data<float>().ToArray());
+        Assert.Equal([5f, 6f, 7f, 8f], values.narrow(0, 4, 2).data<float>().ToArray());
+
+        // Row 0 sees only itself: its output is its own value.
+        Assert.Equal([5f, 6f], output[0, 0].data<float>().ToArray());
+    }
+
+    private static float[] Naive(AttentionBatch batch, Tensor q, Tensor keys, Tensor values, double scale)
+    {
+        int rows = batch.RowCount;
+        long heads = q.shape[1], headDim = q.shape[2], kvHeads = keys.shape[1];
+        var qa = q.data<float>().ToArray();
+        var ka = keys.data<float>().ToArray();
+        var va = values.data<float>().ToArray();
+        var result = new float[rows * heads * headDim];
+        for (int r = 0; r < rows; r++)
+        {
+            var sequence = batch.Sequences[batch.RowSequence[r]];
+            var visible = new List<long>();
+            for (int d = 1; d <= sequence.Depths.Count; d++)
+            {
+                var table = sequence.Depths[d - 1];
+                for (int i = 0; i < table.Count; i++)
+                {
+                    if (d <= batch.RowDepth[r] && table.Positions[i] <= batch.RowPosition[r])
+                    {
+                        visible.Add(batch.SlotOf(table, i));
+                    }
+                }
+            }
+
+            for (int h = 0; h < heads; h++)
+            {
+                long kvh = h / (heads / kvHeads);
+                var scores = visible.Select(slot =>
+                {
+                    double dot = 0;
+                    for (int j = 0; j < headDim; j++)
+                    {
+                        dot += qa[(((r * heads) + h) * headDim) + j] * ka[(((slot * kvHeads) + kvh) * headDim) + j];
+                    }
+
+                    return dot * scale;
+                }).ToArray();
+                double max = scores.Max();
+                var weights = scores.Select(s => Math.Exp(s - max)).ToArray();
+                double sum = weights.Sum();
+                for (int j = 0; j < headDim; j++)
+                {
+                    double acc = 0;
+                    for (int e = 0; e < visible.Count; e++)
+                    {
+                        acc += weights[e] / sum * va[(((visible[e] * kvHeads) + kvh) * headDim) + j];
+                    }
+
+                    result[(((r * heads) + h) * headDim) + j] = (float)acc;
+                }
+            }
+        }
+
+        return result;
+    }
+}
