@@ -122,6 +122,9 @@ public sealed class SafeTensorsCheckpoint : IDisposable
     /// </summary>
     public torch.Tensor Load(string name, torch.ScalarType? asType = null) => FileOf(name).Load(name, asType);
 
+    /// <summary>The file that holds <paramref name="name"/>, for messages about it.</summary>
+    public string PathOf(string name) => FileOf(name).FilePath;
+
     public void Dispose()
     {
         foreach (var file in _files)

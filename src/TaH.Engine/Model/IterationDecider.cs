@@ -1,0 +1,152 @@
+using TaH.Engine.Checkpoints;
+using TaH.Engine.Config;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace TaH.Engine.Model;
+
+/// <summary>
+/// The reference's <c>MLPIterDecider</c>: from the depth-d hidden states (selected entries of the
+/// <c>hidden_states</c> tuple) and the top-k cumulative logits, the probability that a token should
+/// take one more pass. Parameter names follow its state dict.
+/// </summary>
+public sealed class IterationDecider : IDisposable
+{
+    private const double LayerNormEps = 1e-5; // torch.nn.LayerNorm's default
+
+    private readonly Dictionary<string, Tensor> _weights;
+    private readonly int[] _blockDims;
+
+    private IterationDecider(DeciderConfig config, Dictionary<string, Tensor> weights)
+    {
+        Config = config;
+        _weights = weights;
+        _blockDims = [.. config.HiddenDims, config.HiddenDims[^1]];
+    }
+
+    public DeciderConfig Config { get; }
+
+    /// <summary>The threshold in force: the configured one, never the learned parameter.</summary>
+    public double Threshold => Config.Threshold;
+
+    /// <summary>
+    /// Builds the decider from its state dict, checking every parameter's presence and shape.
+    /// Entries that are constructor arguments (the learned <c>threshold</c>) are ignored, as the
+    /// reference loader drops them.
+    /// </summary>
+    public static IterationDecider Create(DeciderConfig config, IReadOnlyDictionary<string, Tensor> stateDict, string path, Device device, ScalarType dtype)
+    {
+        int h = config.HiddenStatesSize;
+        int layers = Math.Max(1, config.HiddenStatesLayerNums.Length);
+        int[] dims = [.. config.HiddenDims, config.HiddenDims[^1]];
+        var expected = new Dictionary<string, long[]>
+        {
+            ["logits_projection.weight"] = [h, config.TopK],
+            ["logits_projection.bias"] = [h],
+            ["combined_projection.weight"] = [config.HiddenDims[0], (h * layers) + h],
+            ["combined_projection.bias"] = [config.HiddenDims[0]],
+            ["backbone.input_projection.weight"] = [config.HiddenDims[0], config.HiddenDims[0]],
+            ["backbone.input_projection.bias"] = [config.HiddenDims[0]],
+            ["backbone.output_layer.0.weight"] = [dims[^1]],
+            ["backbone.output_layer.0.bias"] = [dims[^1]],
+            ["backbone.output_layer.1.weight"] = [1, dims[^1]],
+            ["backbone.output_layer.1.bias"] = [1],
+        };
+        if (config.NormalizeInput)
+        {
+            expected["layer_norm_hidden_states.weight"] = [h * layers];
+            expected["layer_norm_hidden_states.bias"] = [h * layers];
+        }
+
+        for (int j = 0; j < dims.Length - 1; j++)
+        {
+            int din = dims[j], dout = dims[j + 1], wide = din * config.ExpansionFactor;
+            string block = $"backbone.blocks.{j}";
+            expected[$"{block}.layer_norm.weight"] = [din];
+            expected[$"{block}.layer_norm.bias"] = [din];
+            expected[$"{block}.mlp.0.weight"] = [wide, din];
+            expected[$"{block}.mlp.0.bias"] = [wide];
+            expected[$"{block}.mlp.3.weight"] = [dout, wide];
+            expected[$"{block}.mlp.3.bias"] = [dout];
+            if (din != dout)
+            {
+                expected[$"{block}.dim_change.weight"] = [dout, din];
+                expected[$"{block}.dim_change.bias"] = [dout];
+            }
+        }
+
+        var weights = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var (name, shape) in expected)
+            {
+                if (!stateDict.TryGetValue(name, out var tensor))
+                {
+                    throw new CheckpointException(path, $"decider parameter '{name}' is missing");
+                }
+
+                if (!tensor.shape.SequenceEqual(shape))
+                {
+                    throw new CheckpointException(path, $"decider parameter '{name}' has shape [{string.Join(", ", tensor.shape)}], expected [{string.Join(", ", shape)}] from the decider configuration");
+                }
+
+                weights[name] = tensor.to(dtype, device, copy: true);
+            }
+        }
+        catch
+        {
+            foreach (var w in weights.Values)
+            {
+                w.Dispose();
+            }
+
+            throw;
+        }
+
+        return new IterationDecider(config, weights);
+    }
+
+    /// <summary>
+    /// Continue probabilities <c>[rows]</c> from the concatenated hidden entries
+    /// <c>[rows, entries * hidden]</c> and the top-k of the cumulative logits, sorted descending
+    /// <c>[rows, >= topk]</c>.
+    /// </summary>
+    public Tensor ContinueProbability(Tensor hiddenConcat, Tensor topLogits)
+    {
+        using var scope = NewDisposeScope();
+        var v = topLogits.narrow(1, 0, Config.TopK);
+        var hidden = hiddenConcat;
+        if (Config.NormalizeInput)
+        {
+            hidden = LayerNorm(hidden, "layer_norm_hidden_states");
+            v = v.softmax(-1);
+        }
+
+        var x = Linear(cat([hidden, Linear(v, "logits_projection")], 1), "combined_projection");
+        x = Linear(x, "backbone.input_projection");
+        for (int j = 0; j < _blockDims.Length - 1; j++)
+        {
+            string block = $"backbone.blocks.{j}";
+            var residual = _blockDims[j] != _blockDims[j + 1] ? Linear(x, $"{block}.dim_change") : x;
+            var inner = F.gelu(Linear(LayerNorm(x, $"{block}.layer_norm"), $"{block}.mlp.0"));
+            x = residual.add(Linear(inner, $"{block}.mlp.3"));
+        }
+
+        var logit = Linear(LayerNorm(x, "backbone.output_layer.0"), "backbone.output_layer.1");
+        return logit.squeeze(-1).sigmoid().MoveToOuterDisposeScope();
+    }
+
+    private Tensor Linear(Tensor x, string name) => F.linear(x, _weights[$"{name}.weight"], _weights[$"{name}.bias"]);
+
+    private Tensor LayerNorm(Tensor x, string name) =>
+        F.layer_norm(x, [x.shape[^1]], _weights[$"{name}.weight"], _weights[$"{name}.bias"], LayerNormEps);
+
+    public void Dispose()
+    {
+        foreach (var w in _weights.Values)
+        {
+            w.Dispose();
+        }
+    }
+}

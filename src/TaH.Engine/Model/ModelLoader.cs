@@ -1,0 +1,243 @@
+using TaH.Engine.Checkpoints;
+using TaH.Engine.Config;
+using TaH.Engine.TaH;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TaH.Engine.Model;
+
+/// <summary>Where and in what precision the model runs.</summary>
+public sealed record ModelOptions
+{
+    public static ModelOptions Cpu { get; } = new();
+
+    public Device Device { get; init; } = CPU;
+
+    /// <summary>Weights and activations; the CPU computes in fp32 whatever the file holds.</summary>
+    public ScalarType DType { get; init; } = ScalarType.Float32;
+}
+
+/// <summary>
+/// Loads a checkpoint directory as released: the Qwen3 base (config.json, safetensors single or
+/// sharded), and when present the TaH parts (tah_config.json, the PEFT adapter under lora/,
+/// iter_decider.bin). A plain Qwen3 directory loads as a one-depth model.
+/// </summary>
+public static class ModelLoader
+{
+    public static TaHModel Load(string directory, ModelOptions? options = null)
+    {
+        options ??= ModelOptions.Cpu;
+        directory = Path.GetFullPath(directory);
+        if (!System.IO.Directory.Exists(directory))
+        {
+            throw new CheckpointException(directory, "model directory not found");
+        }
+
+        var config = Qwen3Config.Load(Path.Combine(directory, "config.json"));
+        var generation = GenerationConfig.Load(Path.Combine(directory, "generation_config.json"));
+        string tahPath = Path.Combine(directory, "tah_config.json");
+        var tah = File.Exists(tahPath) ? TaHConfig.Load(tahPath) : null;
+
+        var adapter = tah is null ? null : LoraAdapter.LoadIfPresent(Path.Combine(directory, "lora"), config);
+        try
+        {
+            var baseModel = LoadBase(directory, config, adapter, options);
+            IterationDecider? decider = null;
+            try
+            {
+                string deciderPath = Path.Combine(directory, "iter_decider.bin");
+                if (tah is not null && tah.MaxIter > 1 && File.Exists(deciderPath))
+                {
+                    decider = LoadDecider(deciderPath, tah, config, options);
+                }
+
+                return new TaHModel(baseModel, decider, tah?.MaxIter ?? 1, tah?.InputTopK ?? 1, adapter is not null, generation, directory);
+            }
+            catch
+            {
+                baseModel.Dispose();
+                decider?.Dispose();
+                throw;
+            }
+        }
+        finally
+        {
+            adapter?.Dispose();
+        }
+    }
+
+    private static Qwen3Model LoadBase(string directory, Qwen3Config config, LoraAdapter? adapter, ModelOptions options)
+    {
+        using var weights = SafeTensorsCheckpoint.OpenDirectory(directory);
+        var owned = new List<Tensor>();
+        try
+        {
+            Tensor Take(string name, params long[] shape)
+            {
+                if (!weights.Contains(name))
+                {
+                    throw new CheckpointException(directory, $"weight '{name}' is missing from the checkpoint");
+                }
+
+                var stored = weights.Info(name).Shape;
+                if (!stored.SequenceEqual(shape))
+                {
+                    throw new CheckpointException(
+                        weights.PathOf(name),
+                        $"weight '{name}' has shape [{string.Join(", ", stored)}], but config.json implies [{string.Join(", ", shape)}]");
+                }
+
+                using var raw = weights.Load(name);
+                var t = raw.to(options.DType, options.Device, copy: true);
+                owned.Add(t);
+                return t;
+            }
+
+            long h = config.HiddenSize, v = config.VocabSize, inter = config.IntermediateSize, hd = config.HeadDim;
+            long qOut = config.NumAttentionHeads * hd, kvOut = config.NumKeyValueHeads * hd;
+            var embed = Take("model.embed_tokens.weight", v, h);
+            var layers = new Qwen3DecoderLayer[config.NumHiddenLayers];
+            for (int i = 0; i < layers.Length; i++)
+            {
+                string p = $"model.layers.{i}";
+                Tensor? Bias(string module, long size) =>
+                    config.AttentionBias ? Take($"{p}.self_attn.{module}.bias", size) : null;
+
+                var qkv = Fuse(
+                    i,
+                    [("q_proj", Take($"{p}.self_attn.q_proj.weight", qOut, h), Bias("q_proj", qOut)),
+                     ("k_proj", Take($"{p}.self_attn.k_proj.weight", kvOut, h), Bias("k_proj", kvOut)),
+                     ("v_proj", Take($"{p}.self_attn.v_proj.weight", kvOut, h), Bias("v_proj", kvOut))],
+                    adapter,
+                    options);
+                var o = Fuse(i, [("o_proj", Take($"{p}.self_attn.o_proj.weight", h, qOut), null)], adapter, options);
+                var gateUp = Fuse(
+                    i,
+                    [("gate_proj", Take($"{p}.mlp.gate_proj.weight", inter, h), null),
+                     ("up_proj", Take($"{p}.mlp.up_proj.weight", inter, h), null)],
+                    adapter,
+                    options);
+                var down = Fuse(i, [("down_proj", Take($"{p}.mlp.down_proj.weight", h, inter), null)], adapter, options);
+                layers[i] = new Qwen3DecoderLayer(
+                    Take($"{p}.input_layernorm.weight", h),
+                    qkv,
+                    Take($"{p}.self_attn.q_norm.weight", hd),
+                    Take($"{p}.self_attn.k_norm.weight", hd),
+                    o,
+                    Take($"{p}.post_attention_layernorm.weight", h),
+                    gateUp,
+                    down);
+            }
+
+            var norm = Take("model.norm.weight", h);
+            var lmHead = config.TieWordEmbeddings ? embed : Take("lm_head.weight", v, h);
+            owned.Clear(); // the model owns them now
+            return new Qwen3Model(config, embed, layers, norm, lmHead);
+        }
+        catch
+        {
+            foreach (var t in owned)
+            {
+                t.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Concatenates projections that read the same input into one matrix (fewer, larger matmuls).
+    /// Their LoRA matrices stack the same way: A rows on top of each other, B block-diagonal, so
+    /// the fused delta equals the separate deltas side by side.
+    /// </summary>
+    private static LoraLinear Fuse(int layer, (string Module, Tensor Weight, Tensor? Bias)[] parts, LoraAdapter? adapter, ModelOptions options)
+    {
+        using var scope = NewDisposeScope();
+        var weight = parts.Length == 1 ? parts[0].Weight.alias() : cat(parts.Select(p => p.Weight).ToArray(), 0);
+        Tensor? bias = parts[0].Bias is null ? null
+            : parts.Length == 1 ? parts[0].Bias!.alias() : cat(parts.Select(p => p.Bias!).ToArray(), 0);
+
+        Tensor? loraA = null, loraB = null;
+        var pairs = parts.Select(p => adapter?.Find(layer, p.Module)).ToArray();
+        if (pairs.Any(pair => pair is not null))
+        {
+            long outTotal = parts.Sum(p => p.Weight.shape[0]);
+            long rankTotal = pairs.Sum(pair => pair?.A.shape[0] ?? 0);
+            loraA = zeros(rankTotal, parts[0].Weight.shape[1], dtype: options.DType, device: options.Device);
+            loraB = zeros(outTotal, rankTotal, dtype: options.DType, device: options.Device);
+            long row = 0, rank = 0;
+            for (int j = 0; j < parts.Length; j++)
+            {
+                long outSize = parts[j].Weight.shape[0];
+                if (pairs[j] is { } pair)
+                {
+                    long r = pair.A.shape[0];
+                    loraA.narrow(0, rank, r).copy_(pair.A);
+                    loraB.narrow(0, row, outSize).narrow(1, rank, r).copy_(pair.B.mul(adapter!.Scaling));
+                    rank += r;
+                }
+
+                row += outSize;
+            }
+
+            loraA = loraA.MoveToOuterDisposeScope();
+            loraB = loraB.MoveToOuterDisposeScope();
+        }
+
+        return new LoraLinear(weight.MoveToOuterDisposeScope(), bias?.MoveToOuterDisposeScope(), loraA, loraB);
+    }
+
+    private static IterationDecider LoadDecider(string path, TaHConfig tah, Qwen3Config model, ModelOptions options)
+    {
+        var loaded = TorchCheckpoint.Load(path);
+        try
+        {
+            var payload = loaded as PyDict
+                ?? throw new CheckpointException(path, "expected a dict saved by torch.save (class, init_args, state_dict)");
+            if (payload.TryGet<string>("class", out var cls) && cls != TaHConfig.SupportedDecider)
+            {
+                throw new CheckpointException(path, $"decider class '{cls}' is not supported (only {TaHConfig.SupportedDecider})");
+            }
+
+            // The constructor arguments: tah_config.json's iter_decider_kwargs, else the file's init_args.
+            var config = tah.Decider
+                ?? (payload.TryGet<PyDict>("init_args", out var initArgs) ? DeciderConfig.FromInitArgs(path, PyJson.ToJsonObject(initArgs), tah.MaxIter) : null)
+                ?? throw new CheckpointException(path, "no decider arguments in tah_config.json's iter_decider_kwargs nor in init_args");
+            int entries = model.NumHiddenLayers + 1;
+            foreach (int entry in config.HiddenStatesLayerNums)
+            {
+                if (entry < 0 || entry >= entries)
+                {
+                    throw new CheckpointException(path, $"hidden_states_layer_nums entry {entry} is out of range for a model with {model.NumHiddenLayers} layers (0..{entries - 1})");
+                }
+            }
+
+            if (config.HiddenStatesSize != model.HiddenSize)
+            {
+                throw new CheckpointException(path, $"decider hidden_states_size {config.HiddenStatesSize} differs from the model's hidden_size {model.HiddenSize}");
+            }
+
+            if (!payload.TryGet<PyDict>("state_dict", out var stateDict))
+            {
+                throw new CheckpointException(path, "'state_dict' is missing or not a dict");
+            }
+
+            // Only parameters are read: entries named like constructor arguments (the learned
+            // threshold) are ignored, as the reference loader drops them.
+            var tensors = new Dictionary<string, Tensor>();
+            foreach (var (key, value) in stateDict)
+            {
+                if (key is string name && value is Tensor t)
+                {
+                    tensors[name] = t;
+                }
+            }
+
+            return IterationDecider.Create(config, tensors, path, options.Device, options.DType);
+        }
+        finally
+        {
+            PyJson.DisposeTensors(loaded);
+        }
+    }
+}

@@ -1,0 +1,212 @@
+using TaH.Engine.Config;
+using TaH.Engine.Kv;
+using TaH.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace TaH.Engine.Model;
+
+/// <summary>
+/// What one forward shares across layers: the rows' positions (for RoPE), which rows take LoRA,
+/// and the attention plan over the paged cache.
+/// </summary>
+internal sealed class ForwardContext(Tensor cos, Tensor sin, LoraRows lora, IPagedAttention attention, AttentionPlan plan, KvCache cache)
+{
+    /// <summary><c>[rows, 1, headDim]</c>.</summary>
+    public Tensor Cos { get; } = cos;
+
+    public Tensor Sin { get; } = sin;
+
+    public LoraRows Lora { get; } = lora;
+
+    public IPagedAttention Attention { get; } = attention;
+
+    public AttentionPlan Plan { get; } = plan;
+
+    public KvCache Cache { get; } = cache;
+}
+
+/// <summary>
+/// Qwen3 as in the Hugging Face modelling file, over rows rather than a padded batch: each row is
+/// one (sequence, position, depth) and carries its own input embedding. Field names follow the
+/// checkpoint (<c>model.layers.{i}.self_attn.q_proj</c>, ...); q|k|v and gate|up are fused at load.
+/// </summary>
+public sealed class Qwen3Model : IDisposable
+{
+    private readonly Tensor _invFreq;
+
+    internal Qwen3Model(Qwen3Config config, Tensor embedTokens, Qwen3DecoderLayer[] layers, Tensor norm, Tensor lmHead)
+    {
+        Config = config;
+        EmbedTokens = embedTokens;
+        Layers = layers;
+        Norm = norm;
+        LmHead = lmHead;
+        using (NewDisposeScope())
+        {
+            var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(config.HeadDim);
+            _invFreq = pow(config.RopeTheta, exponents).reciprocal_().to(embedTokens.device).MoveToOuterDisposeScope();
+        }
+    }
+
+    public Qwen3Config Config { get; }
+
+    /// <summary><c>model.embed_tokens.weight</c> <c>[vocab, hidden]</c>.</summary>
+    public Tensor EmbedTokens { get; }
+
+    internal Qwen3DecoderLayer[] Layers { get; }
+
+    /// <summary><c>model.norm.weight</c>.</summary>
+    public Tensor Norm { get; }
+
+    /// <summary><c>lm_head.weight</c>, or the embedding matrix when tied.</summary>
+    public Tensor LmHead { get; }
+
+    public Device Device => EmbedTokens.device;
+
+    public ScalarType DType => EmbedTokens.dtype;
+
+    /// <summary>RoPE tables for the rows' positions, <c>[rows, 1, headDim]</c> each.</summary>
+    internal (Tensor Cos, Tensor Sin) Rotary(Tensor positions)
+    {
+        using var scope = NewDisposeScope();
+        var freqs = positions.to(ScalarType.Float32).unsqueeze(1).mul(_invFreq.unsqueeze(0));
+        var emb = cat([freqs, freqs], 1).unsqueeze(1);
+        return (emb.cos().to(DType).MoveToOuterDisposeScope(), emb.sin().to(DType).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>
+    /// Runs the decoder over the rows' input embeddings <c>x</c> <c>[rows, hidden]</c> and returns
+    /// the final normed hidden states. <paramref name="captured"/>, when given, receives the entries
+    /// of the Hugging Face <c>hidden_states</c> tuple named by <paramref name="captureEntries"/>
+    /// (entry k = input of layer k; entry L = the output after the final norm).
+    /// </summary>
+    internal Tensor Forward(Tensor x, ForwardContext context, IReadOnlyList<int> captureEntries, Tensor[]? captured)
+    {
+        using var scope = NewDisposeScope();
+        var h = x;
+        for (int i = 0; i < Layers.Length; i++)
+        {
+            Capture(i, h);
+            h = Layers[i].Forward(h, i, context, Config);
+        }
+
+        var output = RmsNorm(h, Norm, Config.RmsNormEps);
+        Capture(Layers.Length, output);
+        return output.MoveToOuterDisposeScope();
+
+        void Capture(int entry, Tensor value)
+        {
+            for (int c = 0; c < captureEntries.Count; c++)
+            {
+                if (captureEntries[c] == entry && captured is not null)
+                {
+                    captured[c] = value.alias().MoveToOuterDisposeScope();
+                }
+            }
+        }
+    }
+
+    /// <summary><c>[rows, vocab]</c> logits of final hidden states.</summary>
+    internal Tensor Logits(Tensor hidden) => F.linear(hidden, LmHead);
+
+    /// <summary>Qwen3RMSNorm: normalise in fp32, scale by the weight.</summary>
+    internal static Tensor RmsNorm(Tensor x, Tensor weight, double eps)
+    {
+        using var scope = NewDisposeScope();
+        var x32 = x.to(ScalarType.Float32);
+        var normed = x32.mul(x32.square().mean([-1], keepdim: true).add_(eps).rsqrt_());
+        return weight.mul(normed.to(x.dtype)).MoveToOuterDisposeScope();
+    }
+
+    public void Dispose()
+    {
+        foreach (var layer in Layers)
+        {
+            layer.Dispose();
+        }
+
+        if (!ReferenceEquals(LmHead, EmbedTokens))
+        {
+            LmHead.Dispose();
+        }
+
+        EmbedTokens.Dispose();
+        Norm.Dispose();
+        _invFreq.Dispose();
+    }
+}
+
+/// <summary>One Qwen3 decoder layer: pre-norm attention with per-head q/k RMSNorm and RoPE, then a SiLU-gated MLP.</summary>
+internal sealed class Qwen3DecoderLayer(
+    Tensor inputLayernorm,
+    LoraLinear qkvProj,
+    Tensor qNorm,
+    Tensor kNorm,
+    LoraLinear oProj,
+    Tensor postAttentionLayernorm,
+    LoraLinear gateUpProj,
+    LoraLinear downProj) : IDisposable
+{
+    public Tensor InputLayernorm { get; } = inputLayernorm;
+
+    public LoraLinear QkvProj { get; } = qkvProj;
+
+    public Tensor QNorm { get; } = qNorm;
+
+    public Tensor KNorm { get; } = kNorm;
+
+    public LoraLinear OProj { get; } = oProj;
+
+    public Tensor PostAttentionLayernorm { get; } = postAttentionLayernorm;
+
+    public LoraLinear GateUpProj { get; } = gateUpProj;
+
+    public LoraLinear DownProj { get; } = downProj;
+
+    public Tensor Forward(Tensor x, int layerIndex, ForwardContext context, Qwen3Config config)
+    {
+        using var scope = NewDisposeScope();
+        long rows = x.shape[0];
+        int heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads, headDim = config.HeadDim;
+
+        var h = Qwen3Model.RmsNorm(x, InputLayernorm, config.RmsNormEps);
+        var qkv = QkvProj.Forward(h, context.Lora);
+        var parts = qkv.split([heads * headDim, kvHeads * headDim, kvHeads * headDim], 1);
+        var q = Qwen3Model.RmsNorm(parts[0].view(rows, heads, headDim), QNorm, config.RmsNormEps);
+        var k = Qwen3Model.RmsNorm(parts[1].view(rows, kvHeads, headDim), KNorm, config.RmsNormEps);
+        var v = parts[2].reshape(rows, kvHeads, headDim);
+        q = ApplyRotary(q, context.Cos, context.Sin);
+        k = ApplyRotary(k, context.Cos, context.Sin);
+
+        var attention = context.Attention.Forward(
+            context.Plan, q, k, v, context.Cache.Layer(layerIndex), 1.0 / Math.Sqrt(headDim));
+        x = x.add(OProj.Forward(attention.view(rows, heads * headDim), context.Lora));
+
+        h = Qwen3Model.RmsNorm(x, PostAttentionLayernorm, config.RmsNormEps);
+        var gateUp = GateUpProj.Forward(h, context.Lora).chunk(2, 1);
+        var mlp = DownProj.Forward(F.silu(gateUp[0]).mul_(gateUp[1]), context.Lora);
+        return x.add_(mlp).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Rotate-half RoPE.</summary>
+    private static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin)
+    {
+        var halves = x.chunk(2, -1);
+        var rotated = cat([halves[1].neg(), halves[0]], -1);
+        return x.mul(cos).add_(rotated.mul_(sin));
+    }
+
+    public void Dispose()
+    {
+        InputLayernorm.Dispose();
+        QkvProj.Dispose();
+        QNorm.Dispose();
+        KNorm.Dispose();
+        OProj.Dispose();
+        PostAttentionLayernorm.Dispose();
+        GateUpProj.Dispose();
+        DownProj.Dispose();
+    }
+}

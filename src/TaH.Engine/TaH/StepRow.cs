@@ -1,0 +1,86 @@
+using TaH.Engine.Kv;
+using TorchSharp;
+
+namespace TaH.Engine.TaH;
+
+/// <summary>
+/// One row of a forward step: a sequence's position at one depth. A depth-1 row reads its token's
+/// embedding; a deeper row (a latent iteration) reads the soft input its previous depth produced.
+/// </summary>
+public sealed class StepRow
+{
+    private StepRow(SequenceKv kv, int position, int depth, IterationPolicy policy, bool wantsLogits)
+    {
+        Kv = kv;
+        Position = position;
+        Depth = depth;
+        Policy = policy;
+        WantsLogits = wantsLogits;
+    }
+
+    public SequenceKv Kv { get; }
+
+    public int Position { get; }
+
+    public int Depth { get; }
+
+    public IterationPolicy Policy { get; }
+
+    /// <summary>Whether the caller wants this position's final logits once it stops (to sample, or to inspect).</summary>
+    public bool WantsLogits { get; }
+
+    /// <summary>The token id of a depth-1 row.</summary>
+    public int Token { get; private init; }
+
+    /// <summary>What a latent row continues from (soft input, carried logits); null at depth 1.</summary>
+    public LatentState? Latent { get; private init; }
+
+    public static StepRow ForToken(SequenceKv kv, int position, int token, IterationPolicy policy, bool wantsLogits) =>
+        new(kv, position, 1, policy, wantsLogits) { Token = token };
+
+    public static StepRow ForLatent(SequenceKv kv, LatentState latent, IterationPolicy policy, bool wantsLogits) =>
+        new(kv, latent.Position, latent.Depth, policy, wantsLogits) { Latent = latent };
+}
+
+/// <summary>
+/// A position that decided to go one level deeper: where, at which depth, the soft input of that
+/// pass <c>[hidden]</c>, and the cumulative logits so far <c>[vocab]</c> when they are still needed
+/// (to output, or to decide again). Owns its tensors.
+/// </summary>
+public sealed class LatentState(int position, int depth, torch.Tensor softInput, torch.Tensor? cumulativeLogits) : IDisposable
+{
+    public int Position { get; } = position;
+
+    /// <summary>The depth this state will run at.</summary>
+    public int Depth { get; } = depth;
+
+    public torch.Tensor SoftInput { get; } = softInput;
+
+    public torch.Tensor? CumulativeLogits { get; } = cumulativeLogits;
+
+    public void Dispose()
+    {
+        SoftInput.Dispose();
+        CumulativeLogits?.Dispose();
+    }
+}
+
+/// <summary>What one row came to. Owns the tensors it carries.</summary>
+public sealed class StepRowResult : IDisposable
+{
+    /// <summary>The decider's continue probability at this depth; null when no decider ran.</summary>
+    public double? ContinueProbability { get; init; }
+
+    /// <summary>Set when the position goes deeper: run it in a later step.</summary>
+    public LatentState? Next { get; init; }
+
+    /// <summary>The position's final logits <c>[vocab]</c> (sum over its depths), when it stopped and they were wanted.</summary>
+    public torch.Tensor? FinalLogits { get; init; }
+
+    public bool Continues => Next is not null;
+
+    public void Dispose()
+    {
+        FinalLogits?.Dispose();
+    }
+}

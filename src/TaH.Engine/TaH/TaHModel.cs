@@ -1,0 +1,253 @@
+using TaH.Engine.Config;
+using TaH.Engine.Kv;
+using TaH.Engine.Model;
+using TaH.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TaH.Engine.TaH;
+
+/// <summary>
+/// The TaH layer over Qwen3: runs one forward over rows of mixed depths, adds each row's logits to
+/// those of its shallower passes, asks the decider (or the policy) whether the position goes
+/// deeper, and builds the soft input of the next depth from the top-k of the cumulative logits.
+/// </summary>
+public sealed class TaHModel : IDisposable
+{
+    // Rows per lm-head chunk: bounds the [rows, vocab] logits a long prompt materialises at once.
+    private const int LogitChunkRows = 256;
+
+    public TaHModel(Qwen3Model baseModel, IterationDecider? decider, int maxDepth, int inputTopK, bool hasLora, GenerationConfig generation, string directory)
+    {
+        Base = baseModel;
+        Decider = decider;
+        MaxDepth = maxDepth;
+        InputTopK = Math.Min(inputTopK, baseModel.Config.VocabSize);
+        HasLora = hasLora;
+        Generation = generation;
+        Directory = directory;
+    }
+
+    public Qwen3Model Base { get; }
+
+    public IterationDecider? Decider { get; }
+
+    /// <summary>The deepest level (max_iter); 1 for a plain Qwen3 checkpoint.</summary>
+    public int MaxDepth { get; }
+
+    public int InputTopK { get; }
+
+    public bool HasLora { get; }
+
+    public GenerationConfig Generation { get; }
+
+    public string Directory { get; }
+
+    public Qwen3Config Config => Base.Config;
+
+    /// <summary>Stop ids: generation_config.json's, else config.json's.</summary>
+    public IReadOnlyList<int> EosTokenIds => Generation.EosTokenIds.Length > 0 ? Generation.EosTokenIds : Config.EosTokenIds;
+
+    /// <summary>Checks that this model can run <paramref name="policy"/>; returns the error otherwise.</summary>
+    public string? Supports(IterationPolicy policy) =>
+        policy.Kind switch
+        {
+            PolicyKind.Never => null,
+            _ when MaxDepth < 2 => $"policy '{policy.Kind.ToString().ToLowerInvariant()}' needs a TaH checkpoint (this model has no tah_config.json, so it runs as the base model: use 'never')",
+            PolicyKind.Decider when Decider is null => "policy 'decider' needs iter_decider.bin, which this checkpoint lacks",
+            _ => null,
+        };
+
+    /// <summary>
+    /// One forward over <paramref name="rows"/>. Each row's key and value are appended to its
+    /// sequence's table at the row's depth; the caller must have made room (see
+    /// <see cref="SequenceKv.TryAppend"/>). Results come back in row order; continuing rows carry
+    /// the <see cref="LatentState"/> of their next depth, which the caller then owns.
+    /// </summary>
+    public StepRowResult[] Step(IReadOnlyList<StepRow> rows, KvCache cache, IPagedAttention attention)
+    {
+        int n = rows.Count;
+        var attentionBatch = BuildAttentionBatch(rows, cache);
+        using var scope = NewDisposeScope();
+        var device = Base.Device;
+
+        // Inputs: token embeddings for depth-1 rows, soft inputs for latent rows.
+        var tokenRows = Enumerable.Range(0, n).Where(i => rows[i].Latent is null).ToArray();
+        var latentRows = Enumerable.Range(0, n).Where(i => rows[i].Latent is not null).ToArray();
+        var x = empty(n, Config.HiddenSize, dtype: Base.DType, device: device);
+        if (tokenRows.Length > 0)
+        {
+            var ids = Index(tokenRows.Select(i => rows[i].Token), device);
+            x.index_copy_(0, Index(tokenRows, device), Base.EmbedTokens.index_select(0, ids));
+        }
+
+        if (latentRows.Length > 0)
+        {
+            x.index_copy_(0, Index(latentRows, device), stack(latentRows.Select(i => rows[i].Latent!.SoftInput)));
+        }
+
+        // LoRA is on for the latent rows only.
+        var lora = !HasLora || latentRows.Length == 0 ? LoraRows.None
+            : latentRows.Length == n ? LoraRows.Every
+            : LoraRows.Subset(Index(latentRows, device));
+
+        // The decider reads selected hidden-state entries of the rows it judges.
+        var judged = Enumerable.Range(0, n).Where(i => rows[i].Policy.Kind == PolicyKind.Decider && rows[i].Depth < MaxDepth).ToArray();
+        IReadOnlyList<int> captureEntries = judged.Length > 0 ? Decider!.Config.HiddenStatesLayerNums : [];
+        var captured = new Tensor[captureEntries.Count];
+
+        var positions = Index(rows.Select(r => r.Position), device);
+        var (cos, sin) = Base.Rotary(positions);
+        using var plan = attention.Prepare(attentionBatch, device);
+        var hidden = Base.Forward(x, new ForwardContext(cos, sin, lora, attention, plan, cache), captureEntries, captured);
+
+        // Logits only where something reads them (a decision, a soft input, the caller), in chunks
+        // so a long prompt never holds [rows, vocab] at once.
+        var results = new StepRowResult[n];
+        var needLogits = Enumerable.Range(0, n).Where(i => rows[i].WantsLogits || MayContinue(rows[i])).ToArray();
+        foreach (var chunk in needLogits.Chunk(LogitChunkRows))
+        {
+            using var chunkScope = NewDisposeScope();
+            var decided = DecideChunk(rows, chunk, hidden, judged.Length > 0 ? captured : null);
+            for (int c = 0; c < chunk.Length; c++)
+            {
+                results[chunk[c]] = decided[c];
+            }
+        }
+
+        for (int i = 0; i < n; i++)
+        {
+            results[i] ??= new StepRowResult();
+        }
+
+        return results;
+    }
+
+    /// <summary>
+    /// Logits, decisions, soft inputs and outputs for one chunk of rows. The tensors the results
+    /// carry are detached from every dispose scope: the results own them.
+    /// </summary>
+    private StepRowResult[] DecideChunk(IReadOnlyList<StepRow> rows, int[] chunk, Tensor hidden, Tensor[]? captured)
+    {
+        var device = Base.Device;
+        var cumulative = Base.Logits(hidden.index_select(0, Index(chunk, device)));
+        var carried = Enumerable.Range(0, chunk.Length).Where(c => rows[chunk[c]].Depth > 1).ToArray();
+        if (carried.Length > 0)
+        {
+            var previous = carried.Select(c => rows[chunk[c]].Latent!.CumulativeLogits
+                ?? throw new InvalidOperationException($"latent row at position {rows[chunk[c]].Position} needs the logits of its shallower passes")).ToArray();
+            cumulative.index_add_(0, Index(carried, device), stack(previous), 1);
+        }
+
+        // Top-k of the cumulative logits feeds both the decider and the soft input.
+        var open = Enumerable.Range(0, chunk.Length).Where(c => MayContinue(rows[chunk[c]])).ToArray();
+        int topK = Math.Min(Math.Max(InputTopK, Decider?.Config.TopK ?? 0), Config.VocabSize);
+        Tensor? topValues = null, topIndices = null;
+        if (open.Length > 0)
+        {
+            (topValues, topIndices) = cumulative.index_select(0, Index(open, device)).topk(topK);
+        }
+
+        // Continue probabilities for the rows the decider judges (indices into `open`).
+        var probabilities = new double?[chunk.Length];
+        var judged = Enumerable.Range(0, open.Length).Where(j => rows[chunk[open[j]]].Policy.Kind == PolicyKind.Decider).ToArray();
+        if (judged.Length > 0)
+        {
+            var rowIndex = Index(judged.Select(j => chunk[open[j]]).ToArray(), device);
+            var features = cat(captured!.Select(h => h.index_select(0, rowIndex)).ToArray(), 1);
+            var top = topValues!.index_select(0, Index(judged, device));
+            var p = Decider!.ContinueProbability(features, top).to(ScalarType.Float64).cpu().data<double>().ToArray();
+            for (int j = 0; j < judged.Length; j++)
+            {
+                probabilities[open[judged[j]]] = p[j];
+            }
+        }
+
+        // Soft inputs of the rows that go deeper: softmax over the top-k, mixing embedding rows.
+        var deeper = Enumerable.Range(0, open.Length).Where(j => GoesDeeper(rows[chunk[open[j]]], probabilities[open[j]])).ToArray();
+        Tensor? soft = null;
+        if (deeper.Length > 0)
+        {
+            var deeperIndex = Index(deeper, device);
+            var weights = topValues!.index_select(0, deeperIndex).narrow(1, 0, InputTopK).softmax(1);
+            var ids = topIndices!.index_select(0, deeperIndex).narrow(1, 0, InputTopK);
+            var embeddings = Base.EmbedTokens.index_select(0, ids.reshape(-1)).view(deeper.Length, InputTopK, Config.HiddenSize);
+            soft = weights.to(embeddings.dtype).unsqueeze(1).bmm(embeddings).squeeze(1);
+        }
+
+        var results = new StepRowResult[chunk.Length];
+        int nextDeeper = 0;
+        for (int c = 0; c < chunk.Length; c++)
+        {
+            var row = rows[chunk[c]];
+            bool goesDeeper = nextDeeper < deeper.Length && open[deeper[nextDeeper]] == c;
+            if (goesDeeper)
+            {
+                bool carry = row.WantsLogits || row.Depth + 1 < MaxDepth;
+                var next = new LatentState(
+                    row.Position,
+                    row.Depth + 1,
+                    soft![nextDeeper].clone().DetachFromDisposeScope(),
+                    carry ? cumulative[c].clone().DetachFromDisposeScope() : null);
+                results[c] = new StepRowResult { ContinueProbability = probabilities[c], Next = next };
+                nextDeeper++;
+            }
+            else
+            {
+                var final = row.WantsLogits ? cumulative[c].clone().DetachFromDisposeScope() : null;
+                results[c] = new StepRowResult { ContinueProbability = probabilities[c], FinalLogits = final };
+            }
+        }
+
+        return results;
+    }
+
+    private bool GoesDeeper(StepRow row, double? probability) =>
+        row.Policy.Kind switch
+        {
+            PolicyKind.Always => true,
+            PolicyKind.Decider => probability!.Value > (row.Policy.Threshold ?? Decider!.Threshold),
+            _ => false,
+        };
+
+    private static Tensor Index(IEnumerable<int> indices, Device device) =>
+        tensor(indices.Select(i => (long)i).ToArray(), device: device);
+
+    private bool MayContinue(StepRow row) => row.Depth < MaxDepth && row.Policy.Kind != PolicyKind.Never;
+
+    private static AttentionBatch BuildAttentionBatch(IReadOnlyList<StepRow> rows, KvCache cache)
+    {
+        var sequences = new List<SequenceKv>();
+        var sequenceIndex = new Dictionary<SequenceKv, int>(ReferenceEqualityComparer.Instance);
+        var rowSequence = new int[rows.Count];
+        var rowSlot = new long[rows.Count];
+        for (int i = 0; i < rows.Count; i++)
+        {
+            var row = rows[i];
+            if (!sequenceIndex.TryGetValue(row.Kv, out int s))
+            {
+                s = sequences.Count;
+                sequenceIndex[row.Kv] = s;
+                sequences.Add(row.Kv);
+            }
+
+            rowSequence[i] = s;
+            rowSlot[i] = row.Kv.TryAppend(row.Position, row.Depth)
+                ?? throw new InvalidOperationException("the KV cache has no free block for this step; the scheduler must reserve blocks first");
+        }
+
+        return new AttentionBatch(
+            cache.BlockSize,
+            [.. sequences.Select(s => s.ToAttention())],
+            rowSequence,
+            [.. rows.Select(r => r.Position)],
+            [.. rows.Select(r => r.Depth)],
+            rowSlot);
+    }
+
+    public void Dispose()
+    {
+        Base.Dispose();
+        Decider?.Dispose();
+    }
+}
