@@ -52,3 +52,10 @@ internal sealed class TempDirectory : IDisposable
         }
     }
 }
+
+/// <summary>Tests that measure process-wide state (live tensors, memory) and must not overlap others.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class SerialCollection
+{
+    public const string Name = "serial";
+}

@@ -25,9 +25,10 @@ public sealed class KvCache : IDisposable
         long slots = (long)blocks * blockSize;
         for (int i = 0; i < layers; i++)
         {
+            // The pool lives as long as the cache, whatever dispose scope it was created in.
             _layers[i] = new LayerKv(
-                zeros(slots, kvHeads, headDim, dtype: dtype, device: device),
-                zeros(slots, kvHeads, headDim, dtype: dtype, device: device));
+                zeros(slots, kvHeads, headDim, dtype: dtype, device: device).DetachFromDisposeScope(),
+                zeros(slots, kvHeads, headDim, dtype: dtype, device: device).DetachFromDisposeScope());
         }
 
         BytesPerBlock = 2L * layers * blockSize * kvHeads * headDim * _layers[0].Keys.element_size();

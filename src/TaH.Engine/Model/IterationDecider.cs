@@ -91,7 +91,7 @@ public sealed class IterationDecider : IDisposable
                     throw new CheckpointException(path, $"decider parameter '{name}' has shape [{string.Join(", ", tensor.shape)}], expected [{string.Join(", ", shape)}] from the decider configuration");
                 }
 
-                weights[name] = tensor.to(dtype, device, copy: true);
+                weights[name] = tensor.to(dtype, device, copy: true).DetachFromDisposeScope();
             }
         }
         catch

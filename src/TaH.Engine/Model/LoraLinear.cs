@@ -48,6 +48,9 @@ internal sealed class LoraLinear(Tensor weight, Tensor? bias, Tensor? loraA, Ten
     /// <summary><c>[out, rank]</c>, already multiplied by the scaling.</summary>
     public Tensor? LoraB { get; } = loraB;
 
+    public IEnumerable<Tensor> Parameters() =>
+        new[] { Weight, Bias, LoraA, LoraB }.OfType<Tensor>();
+
     public Tensor Forward(Tensor x, in LoraRows rows)
     {
         var y = F.linear(x, Weight, Bias);

@@ -38,10 +38,14 @@ public static class ModelLoader
         string tahPath = Path.Combine(directory, "tah_config.json");
         var tah = File.Exists(tahPath) ? TaHConfig.Load(tahPath) : null;
 
+        // Base shapes first: a config that disagrees with the weights is the root problem.
+        using var weights = SafeTensorsCheckpoint.OpenDirectory(directory);
+        CheckBaseShapes(weights, config, directory);
+
         var adapter = tah is null ? null : LoraAdapter.LoadIfPresent(Path.Combine(directory, "lora"), config);
         try
         {
-            var baseModel = LoadBase(directory, config, adapter, options);
+            var baseModel = LoadBase(weights, config, adapter, options);
             IterationDecider? decider = null;
             try
             {
@@ -66,105 +70,120 @@ public static class ModelLoader
         }
     }
 
-    private static Qwen3Model LoadBase(string directory, Qwen3Config config, LoraAdapter? adapter, ModelOptions options)
+    private static void CheckBaseShapes(SafeTensorsCheckpoint weights, Qwen3Config config, string directory)
     {
-        using var weights = SafeTensorsCheckpoint.OpenDirectory(directory);
-        var owned = new List<Tensor>();
-        try
+        foreach (var (name, shape) in BaseShapes(config))
         {
-            Tensor Take(string name, params long[] shape)
+            if (!weights.Contains(name))
             {
-                if (!weights.Contains(name))
-                {
-                    throw new CheckpointException(directory, $"weight '{name}' is missing from the checkpoint");
-                }
-
-                var stored = weights.Info(name).Shape;
-                if (!stored.SequenceEqual(shape))
-                {
-                    throw new CheckpointException(
-                        weights.PathOf(name),
-                        $"weight '{name}' has shape [{string.Join(", ", stored)}], but config.json implies [{string.Join(", ", shape)}]");
-                }
-
-                using var raw = weights.Load(name);
-                var t = raw.to(options.DType, options.Device, copy: true);
-                owned.Add(t);
-                return t;
+                throw new CheckpointException(directory, $"weight '{name}' is missing from the checkpoint");
             }
 
-            long h = config.HiddenSize, v = config.VocabSize, inter = config.IntermediateSize, hd = config.HeadDim;
-            long qOut = config.NumAttentionHeads * hd, kvOut = config.NumKeyValueHeads * hd;
-            var embed = Take("model.embed_tokens.weight", v, h);
-            var layers = new Qwen3DecoderLayer[config.NumHiddenLayers];
-            for (int i = 0; i < layers.Length; i++)
+            var stored = weights.Info(name).Shape;
+            if (!stored.SequenceEqual(shape))
             {
-                string p = $"model.layers.{i}";
-                Tensor? Bias(string module, long size) =>
-                    config.AttentionBias ? Take($"{p}.self_attn.{module}.bias", size) : null;
-
-                var qkv = Fuse(
-                    i,
-                    [("q_proj", Take($"{p}.self_attn.q_proj.weight", qOut, h), Bias("q_proj", qOut)),
-                     ("k_proj", Take($"{p}.self_attn.k_proj.weight", kvOut, h), Bias("k_proj", kvOut)),
-                     ("v_proj", Take($"{p}.self_attn.v_proj.weight", kvOut, h), Bias("v_proj", kvOut))],
-                    adapter,
-                    options);
-                var o = Fuse(i, [("o_proj", Take($"{p}.self_attn.o_proj.weight", h, qOut), null)], adapter, options);
-                var gateUp = Fuse(
-                    i,
-                    [("gate_proj", Take($"{p}.mlp.gate_proj.weight", inter, h), null),
-                     ("up_proj", Take($"{p}.mlp.up_proj.weight", inter, h), null)],
-                    adapter,
-                    options);
-                var down = Fuse(i, [("down_proj", Take($"{p}.mlp.down_proj.weight", h, inter), null)], adapter, options);
-                layers[i] = new Qwen3DecoderLayer(
-                    Take($"{p}.input_layernorm.weight", h),
-                    qkv,
-                    Take($"{p}.self_attn.q_norm.weight", hd),
-                    Take($"{p}.self_attn.k_norm.weight", hd),
-                    o,
-                    Take($"{p}.post_attention_layernorm.weight", h),
-                    gateUp,
-                    down);
+                throw new CheckpointException(
+                    weights.PathOf(name),
+                    $"weight '{name}' has shape [{string.Join(", ", stored)}], but config.json implies [{string.Join(", ", shape)}]");
             }
-
-            var norm = Take("model.norm.weight", h);
-            var lmHead = config.TieWordEmbeddings ? embed : Take("lm_head.weight", v, h);
-            owned.Clear(); // the model owns them now
-            return new Qwen3Model(config, embed, layers, norm, lmHead);
-        }
-        catch
-        {
-            foreach (var t in owned)
-            {
-                t.Dispose();
-            }
-
-            throw;
         }
     }
 
+    private static Qwen3Model LoadBase(SafeTensorsCheckpoint weights, Qwen3Config config, LoraAdapter? adapter, ModelOptions options)
+    {
+        // Everything made here is disposed with the scope unless the model keeps it.
+        using var scope = NewDisposeScope();
+        Tensor Take(string name)
+        {
+            using var raw = weights.Load(name);
+            return raw.to(options.DType, options.Device, copy: true);
+        }
+
+        var embed = Take("model.embed_tokens.weight");
+        var layers = new Qwen3DecoderLayer[config.NumHiddenLayers];
+        for (int i = 0; i < layers.Length; i++)
+        {
+            string p = $"model.layers.{i}";
+            Tensor? Bias(string module) => config.AttentionBias ? Take($"{p}.self_attn.{module}.bias") : null;
+            (string, Tensor, Tensor?) Projection(string block, string module, bool bias = false) =>
+                (module, Take($"{p}.{block}.{module}.weight"), bias ? Bias(module) : null);
+
+            layers[i] = new Qwen3DecoderLayer(
+                Take($"{p}.input_layernorm.weight"),
+                Fuse(i, [Projection("self_attn", "q_proj", true), Projection("self_attn", "k_proj", true), Projection("self_attn", "v_proj", true)], adapter, options),
+                Take($"{p}.self_attn.q_norm.weight"),
+                Take($"{p}.self_attn.k_norm.weight"),
+                Fuse(i, [Projection("self_attn", "o_proj")], adapter, options),
+                Take($"{p}.post_attention_layernorm.weight"),
+                Fuse(i, [Projection("mlp", "gate_proj"), Projection("mlp", "up_proj")], adapter, options),
+                Fuse(i, [Projection("mlp", "down_proj")], adapter, options));
+        }
+
+        var norm = Take("model.norm.weight");
+        var lmHead = config.TieWordEmbeddings ? embed : Take("lm_head.weight");
+        var model = new Qwen3Model(config, embed, layers, norm, lmHead);
+        foreach (var tensor in model.Parameters())
+        {
+            tensor.DetachFromDisposeScope();
+        }
+
+        return model;
+    }
+
+    /// <summary>Every base weight and the shape config.json implies for it.</summary>
+    private static List<(string Name, long[] Shape)> BaseShapes(Qwen3Config c)
+    {
+        long h = c.HiddenSize, hd = c.HeadDim, q = c.NumAttentionHeads * hd, kv = c.NumKeyValueHeads * hd, inter = c.IntermediateSize;
+        var shapes = new List<(string, long[])> { ("model.embed_tokens.weight", [c.VocabSize, h]) };
+        for (int i = 0; i < c.NumHiddenLayers; i++)
+        {
+            string p = $"model.layers.{i}";
+            shapes.Add(($"{p}.input_layernorm.weight", [h]));
+            shapes.Add(($"{p}.self_attn.q_proj.weight", [q, h]));
+            shapes.Add(($"{p}.self_attn.k_proj.weight", [kv, h]));
+            shapes.Add(($"{p}.self_attn.v_proj.weight", [kv, h]));
+            shapes.Add(($"{p}.self_attn.o_proj.weight", [h, q]));
+            shapes.Add(($"{p}.self_attn.q_norm.weight", [hd]));
+            shapes.Add(($"{p}.self_attn.k_norm.weight", [hd]));
+            shapes.Add(($"{p}.post_attention_layernorm.weight", [h]));
+            shapes.Add(($"{p}.mlp.gate_proj.weight", [inter, h]));
+            shapes.Add(($"{p}.mlp.up_proj.weight", [inter, h]));
+            shapes.Add(($"{p}.mlp.down_proj.weight", [h, inter]));
+            if (c.AttentionBias)
+            {
+                shapes.Add(($"{p}.self_attn.q_proj.bias", [q]));
+                shapes.Add(($"{p}.self_attn.k_proj.bias", [kv]));
+                shapes.Add(($"{p}.self_attn.v_proj.bias", [kv]));
+            }
+        }
+
+        shapes.Add(("model.norm.weight", [h]));
+        if (!c.TieWordEmbeddings)
+        {
+            shapes.Add(("lm_head.weight", [c.VocabSize, h]));
+        }
+
+        return shapes;
+    }
+
     /// <summary>
-    /// Concatenates projections that read the same input into one matrix (fewer, larger matmuls).
-    /// Their LoRA matrices stack the same way: A rows on top of each other, B block-diagonal, so
-    /// the fused delta equals the separate deltas side by side.
+    /// Concatenates projections that read the same input into one matrix (fewer, larger matmuls),
+    /// freeing the parts. Their LoRA matrices stack the same way: A rows on top of each other, B
+    /// block-diagonal, so the fused delta equals the separate deltas side by side.
     /// </summary>
     private static LoraLinear Fuse(int layer, (string Module, Tensor Weight, Tensor? Bias)[] parts, LoraAdapter? adapter, ModelOptions options)
     {
-        using var scope = NewDisposeScope();
-        var weight = parts.Length == 1 ? parts[0].Weight.alias() : cat(parts.Select(p => p.Weight).ToArray(), 0);
+        var weight = parts.Length == 1 ? parts[0].Weight : cat(parts.Select(p => p.Weight).ToArray(), 0);
         Tensor? bias = parts[0].Bias is null ? null
-            : parts.Length == 1 ? parts[0].Bias!.alias() : cat(parts.Select(p => p.Bias!).ToArray(), 0);
+            : parts.Length == 1 ? parts[0].Bias : cat(parts.Select(p => p.Bias!).ToArray(), 0);
+        var pairs = parts.Select(p => adapter?.Find(layer, p.Module)).ToArray();
 
         Tensor? loraA = null, loraB = null;
-        var pairs = parts.Select(p => adapter?.Find(layer, p.Module)).ToArray();
         if (pairs.Any(pair => pair is not null))
         {
-            long outTotal = parts.Sum(p => p.Weight.shape[0]);
             long rankTotal = pairs.Sum(pair => pair?.A.shape[0] ?? 0);
-            loraA = zeros(rankTotal, parts[0].Weight.shape[1], dtype: options.DType, device: options.Device);
-            loraB = zeros(outTotal, rankTotal, dtype: options.DType, device: options.Device);
+            loraA = zeros(rankTotal, weight.shape[1], dtype: options.DType, device: options.Device);
+            loraB = zeros(weight.shape[0], rankTotal, dtype: options.DType, device: options.Device);
             long row = 0, rank = 0;
             for (int j = 0; j < parts.Length; j++)
             {
@@ -173,18 +192,25 @@ public static class ModelLoader
                 {
                     long r = pair.A.shape[0];
                     loraA.narrow(0, rank, r).copy_(pair.A);
-                    loraB.narrow(0, row, outSize).narrow(1, rank, r).copy_(pair.B.mul(adapter!.Scaling));
+                    using var scaled = pair.B.mul(adapter!.Scaling);
+                    loraB.narrow(0, row, outSize).narrow(1, rank, r).copy_(scaled);
                     rank += r;
                 }
 
                 row += outSize;
             }
-
-            loraA = loraA.MoveToOuterDisposeScope();
-            loraB = loraB.MoveToOuterDisposeScope();
         }
 
-        return new LoraLinear(weight.MoveToOuterDisposeScope(), bias?.MoveToOuterDisposeScope(), loraA, loraB);
+        if (parts.Length > 1)
+        {
+            foreach (var part in parts)
+            {
+                part.Weight.Dispose();
+                part.Bias?.Dispose();
+            }
+        }
+
+        return new LoraLinear(weight, bias, loraA, loraB);
     }
 
     private static IterationDecider LoadDecider(string path, TaHConfig tah, Qwen3Config model, ModelOptions options)

@@ -46,7 +46,7 @@ public sealed class Qwen3Model : IDisposable
         using (NewDisposeScope())
         {
             var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(config.HeadDim);
-            _invFreq = pow(config.RopeTheta, exponents).reciprocal_().to(embedTokens.device).MoveToOuterDisposeScope();
+            _invFreq = pow(config.RopeTheta, exponents).reciprocal_().to(embedTokens.device).DetachFromDisposeScope();
         }
     }
 
@@ -64,6 +64,25 @@ public sealed class Qwen3Model : IDisposable
     public Tensor LmHead { get; }
 
     public Device Device => EmbedTokens.device;
+
+    /// <summary>Every weight tensor the model holds (the tied head once).</summary>
+    internal IEnumerable<Tensor> Parameters()
+    {
+        yield return EmbedTokens;
+        yield return Norm;
+        if (!ReferenceEquals(LmHead, EmbedTokens))
+        {
+            yield return LmHead;
+        }
+
+        foreach (var layer in Layers)
+        {
+            foreach (var t in layer.Parameters())
+            {
+                yield return t;
+            }
+        }
+    }
 
     public ScalarType DType => EmbedTokens.dtype;
 
@@ -164,6 +183,10 @@ internal sealed class Qwen3DecoderLayer(
     public LoraLinear GateUpProj { get; } = gateUpProj;
 
     public LoraLinear DownProj { get; } = downProj;
+
+    public IEnumerable<Tensor> Parameters() =>
+        new[] { InputLayernorm, QNorm, KNorm, PostAttentionLayernorm }
+            .Concat(new[] { QkvProj, OProj, GateUpProj, DownProj }.SelectMany(p => p.Parameters()));
 
     public Tensor Forward(Tensor x, int layerIndex, ForwardContext context, Qwen3Config config)
     {

@@ -16,9 +16,14 @@ public sealed record ModelShape(string Name, int VocabSize, int HiddenSize, int 
     /// <summary>The size of the reference fixtures.</summary>
     public static ModelShape Tiny { get; } = new("tiny", 512, 64, 128, 4, 4, 2, 16, true);
 
+    /// <summary>Tiny, with Qwen3's vocabulary so that the real tokenizer drives it.</summary>
+    public static ModelShape TinyQwen3Vocab { get; } = new("tiny-qwen3-vocab", 151936, 64, 128, 4, 4, 2, 16, true);
+
+    public static IReadOnlyList<ModelShape> Known { get; } = [Qwen3_0_6B, Qwen3_1_7B, Tiny, TinyQwen3Vocab];
+
     public static ModelShape Parse(string name) =>
-        new[] { Qwen3_0_6B, Qwen3_1_7B, Tiny }.FirstOrDefault(s => s.Name == name.ToLowerInvariant())
-        ?? throw new ArgumentException($"unknown shape '{name}' (known: qwen3-0.6b, qwen3-1.7b, tiny)");
+        Known.FirstOrDefault(s => s.Name == name.ToLowerInvariant())
+        ?? throw new ArgumentException($"unknown shape '{name}' (known: {string.Join(", ", Known.Select(s => s.Name))})");
 }
 
 /// <summary>
@@ -178,7 +183,7 @@ public static class RandomCheckpoint
         {
             initArgs[key] = value switch
             {
-                JsonArray a => a.Select(n => (object?)(long)n!).ToList(),
+                JsonArray a => a.Select(n => (object?)(long)n!.GetValue<int>()).ToList(),
                 JsonObject => PyGlobal.ForDtype(ScalarType.BFloat16),
                 JsonValue v when v.GetValueKind() == JsonValueKind.True || v.GetValueKind() == JsonValueKind.False => (bool)v,
                 JsonValue v when v.TryGetValue(out int i) => (long)i,
