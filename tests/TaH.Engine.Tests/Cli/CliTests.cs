@@ -1,0 +1,103 @@
+using System.Text.Json.Nodes;
+
+namespace TaH.Engine.Tests.Cli;
+
+/// <summary>The command-line verbs end to end, through the real executable.</summary>
+public class CliTests
+{
+    [Fact]
+    public void InspectWritesTheGoldenFormat()
+    {
+        using var dir = new TempDirectory();
+        var golden = Fixtures.Golden("b");
+        string ids = string.Join(",", ((JsonArray)golden["prompt_ids"]!).Select(n => (int)n!));
+        var (code, _, stderr) = TahProcess.Run("inspect", "--model", Fixtures.TinyCheckpoint("b"), "--ids", ids, "--policy", "decider", "--greedy", "12", "--out", dir.File("out.json"));
+        Assert.True(code == 0, stderr);
+
+        var output = JsonNode.Parse(File.ReadAllText(dir.File("out.json")))!;
+        Assert.Equal("b", (string)output["checkpoint"]!);
+        Assert.Equal(golden["prompt_ids"]!.ToJsonString(), output["prompt_ids"]!.ToJsonString());
+        var expected = golden["policies"]!["decider"]!;
+        var actual = output["policies"]!["decider"]!;
+        Assert.Equal(
+            ((JsonObject)expected).Select(p => p.Key).Order(),
+            ((JsonObject)actual).Select(p => p.Key).Order());
+        Assert.Equal((double)expected["threshold"]!, (double)actual["threshold"]!);
+        foreach (string key in new[] { "greedy_tokens", "greedy_depths" })
+        {
+            Assert.Equal(expected[key]!.ToJsonString(), actual[key]!.ToJsonString());
+        }
+
+        Assert.Equal(
+            ((JsonArray)expected["prefill"]!).Select(r => (int)r!["depth"]!),
+            ((JsonArray)actual["prefill"]!).Select(r => (int)r!["depth"]!));
+        Assert.Equal(512, ((JsonArray)actual["prefill"]![0]!["final_logits"]!).Count);
+    }
+
+    [Fact]
+    public void TokenizeFillsTheGoldenFileFromATokenizerOnlyDirectory()
+    {
+        using var dir = new TempDirectory();
+        foreach (string file in new[] { "tokenizer.json", "tokenizer_config.json" })
+        {
+            File.Copy(Path.Combine(Fixtures.Directory("qwen3-tokenizer"), file), dir.File(file));
+        }
+
+        var golden = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.Directory("qwen3-tokenizer"), "golden.json")))!;
+        var input = golden.DeepClone();
+        foreach (var item in (JsonArray)input["encode"]!)
+        {
+            ((JsonObject)item!).Remove("ids");
+        }
+
+        foreach (var item in (JsonArray)input["chat"]!)
+        {
+            ((JsonObject)item!).Remove("ids");
+            ((JsonObject)item!).Remove("rendered");
+        }
+
+        File.WriteAllText(dir.File("in.json"), input.ToJsonString());
+        var (code, _, stderr) = TahProcess.Run("tokenize", "--model", dir.Path, "--in", dir.File("in.json"), "--out", dir.File("out.json"));
+        Assert.True(code == 0, stderr);
+        var output = JsonNode.Parse(File.ReadAllText(dir.File("out.json")))!;
+        Assert.True(JsonNode.DeepEquals(golden, output), "tokenize output differs from golden.json");
+    }
+
+    [Theory]
+    [InlineData("missing-dir", "model directory not found")]
+    [InlineData("no-config", "config.json: file not found")]
+    public void BadModelDirectoryIsOneClearLine(string what, string phrase)
+    {
+        using var dir = new TempDirectory();
+        string model = what == "missing-dir" ? dir.File("nothing-here") : dir.Path;
+        var (code, stdout, stderr) = TahProcess.Run("inspect", "--model", model, "--ids", "1,2", "--out", dir.File("x.json"));
+        Assert.Equal(2, code);
+        Assert.Contains(phrase, stderr);
+        Assert.StartsWith("error: ", stderr);
+        Assert.DoesNotContain("   at ", stderr + stdout);
+        Assert.Single(stderr.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void TokenIdOutsideTheVocabularyIsRefused()
+    {
+        using var dir = new TempDirectory();
+        var (code, _, stderr) = TahProcess.Run("inspect", "--model", Fixtures.TinyCheckpoint("a"), "--ids", "1,512", "--out", dir.File("x.json"));
+        Assert.Equal(2, code);
+        Assert.Equal("error: prompt token id 512 is outside the vocabulary (0..511)", stderr.Trim());
+    }
+
+    [Fact]
+    public void PolicyNeedingTaHOnAPlainQwen3IsRefused()
+    {
+        using var dir = new TempDirectory();
+        foreach (string file in new[] { "config.json", "model.safetensors" })
+        {
+            File.Copy(Path.Combine(Fixtures.TinyCheckpoint("a"), file), dir.File(file));
+        }
+
+        var (code, _, stderr) = TahProcess.Run("inspect", "--model", dir.Path, "--ids", "1,2", "--policy", "always", "--out", dir.File("x.json"));
+        Assert.Equal(2, code);
+        Assert.Contains("needs a TaH checkpoint", stderr);
+    }
+}
