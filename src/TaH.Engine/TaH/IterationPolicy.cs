@@ -44,7 +44,7 @@ public readonly record struct IterationPolicy(PolicyKind Kind, double? Threshold
     public override string ToString() =>
         Kind switch
         {
-            PolicyKind.Decider when Threshold is { } t => $"decider(threshold={t})",
+            PolicyKind.Decider when Threshold is { } t => $"decider(threshold={t.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture)})",
             PolicyKind.Decider => "decider",
             PolicyKind.Never => "never",
             _ => "always",

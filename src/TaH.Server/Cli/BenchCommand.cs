@@ -98,6 +98,10 @@ internal static class BenchCommand
         return command;
     }
 
+    // Seeded sampling rather than greedy: a random-weight model decoded greedily repeats one token,
+    // which would make every decision the same.
+    private static readonly SamplingParams BenchSampling = new() { Temperature = 1f, Seed = 1234 };
+
     private static Run Measure(TaHModel model, int[] prompt, int tokens, IterationPolicy policy)
     {
         var request = new GenerationRequest
@@ -105,7 +109,7 @@ internal static class BenchCommand
             PromptTokens = prompt,
             MaxTokens = tokens,
             Policy = policy,
-            Sampling = SamplingParams.Greedy,
+            Sampling = BenchSampling,
             IgnoreEos = true,
         };
         using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
@@ -134,12 +138,22 @@ internal static class BenchCommand
         return new Run(first.TotalMilliseconds, decodeTime.TotalMilliseconds / Math.Max(1, produced - 1), (double)deep / produced, kv1, kv2);
     }
 
-    /// <summary>The threshold under which about <paramref name="share"/> of decoded tokens' probabilities fall above.</summary>
+    /// <summary>
+    /// A threshold that about <paramref name="share"/> of decoded tokens' first-pass continue
+    /// probabilities exceed, measured on a decode with iteration switched off.
+    /// </summary>
     private static double Calibrate(TaHModel model, int[] prompt, int tokens, double share)
     {
-        var inspection = Inspection.Run(model, prompt, new IterationPolicy(PolicyKind.Decider, 1.0), tokens);
-        var probabilities = inspection.Prefill.Concat(inspection.GreedySteps)
-            .Select(r => r.ContinueProbability).OfType<double>().OrderDescending().ToArray();
+        var request = new GenerationRequest
+        {
+            PromptTokens = prompt,
+            MaxTokens = Math.Max(64, 2 * tokens),
+            Policy = new IterationPolicy(PolicyKind.Decider, 1.0),
+            Sampling = BenchSampling,
+            IgnoreEos = true,
+        };
+        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
+        var probabilities = engine.Generate(request).Select(e => e.ContinueProbability).OfType<double>().OrderDescending().ToArray();
         int keep = Math.Clamp((int)Math.Round(share * probabilities.Length), 0, probabilities.Length - 1);
         return probabilities[keep];
     }
