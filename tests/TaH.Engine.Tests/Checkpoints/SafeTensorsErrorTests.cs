@@ -7,7 +7,7 @@ namespace TaH.Engine.Tests.Checkpoints;
 
 public sealed class SafeTensorsErrorTests : IDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TempDirectory _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

@@ -5,23 +5,10 @@ using TorchSharp;
 
 namespace TaH.Engine.Tests.Checkpoints;
 
-/// <summary>Fixture locations, scratch directories and independent ways to look at raw file bytes.</summary>
+/// <summary>Fixture locations and independent ways to look at raw file bytes.</summary>
 internal static class TestFiles
 {
-    private static readonly Lazy<string> RepoRoot = new(() =>
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (Directory.Exists(Path.Combine(dir.FullName, "tests", "fixtures", "tah-tiny")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("tests/fixtures/tah-tiny not found above " + AppContext.BaseDirectory);
-    });
-
-    public static string Fixture(string model) => Path.Combine(RepoRoot.Value, "tests", "fixtures", "tah-tiny", model);
+    public static string Fixture(string model) => Fixtures.TinyCheckpoint(model);
 
     public static JsonElement ReadJson(string path)
     {
@@ -49,31 +36,5 @@ internal static class TestFiles
         Assert.Contains(fileName, ex.Message, StringComparison.Ordinal);
         Assert.Contains(phrase, ex.Message, StringComparison.Ordinal);
         return ex;
-    }
-}
-
-/// <summary>A directory under the system temp folder, deleted on dispose.</summary>
-internal sealed class TempDir : IDisposable
-{
-    public TempDir()
-    {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "tah-ckpt-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(Path);
-    }
-
-    public string Path { get; }
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-            // A leftover scratch folder must not fail a test.
-        }
     }
 }

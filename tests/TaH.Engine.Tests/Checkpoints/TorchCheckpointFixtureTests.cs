@@ -6,7 +6,7 @@ namespace TaH.Engine.Tests.Checkpoints;
 
 public sealed class TorchCheckpointFixtureTests : IDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TempDirectory _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

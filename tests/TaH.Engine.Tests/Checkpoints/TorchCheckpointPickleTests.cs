@@ -10,7 +10,7 @@ public sealed class TorchCheckpointPickleTests : IDisposable
 {
     private static readonly byte[] Twelve = TorchTestFiles.Floats(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11);
 
-    private readonly TempDir _dir = new();
+    private readonly TempDirectory _dir = new();
 
     public void Dispose() => _dir.Dispose();
 

@@ -7,7 +7,7 @@ namespace TaH.Engine.Tests.Checkpoints;
 
 public sealed class TorchCheckpointSaveTests : IDisposable
 {
-    private readonly TempDir _dir = new();
+    private readonly TempDirectory _dir = new();
     private readonly List<torch.Tensor> _tensors = [];
 
     public void Dispose()

@@ -97,7 +97,7 @@ public class TextTokenizerTests
     [Fact]
     public void TokenizerConfigIsOptional()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         File.Copy(Path.Combine(TokenizerFixtures.Qwen3Dir, "tokenizer.json"), dir.File("tokenizer.json"));
         var tok = TextTokenizer.Load(dir.Path);
         Assert.Null(tok.EosToken);
@@ -108,7 +108,7 @@ public class TextTokenizerTests
     [Fact]
     public void TinyTokenizerAppliesMergesAndAddedTokenOptions()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         var json = TinyTokenizer(
             merges: [["h", "e"], ["l", "l"], ["he", "ll"], ["Ġ", "w"]],
             added: [(300, "<eos>", true, false, false), (301, "<L>", false, true, false), (302, "<R>", false, false, true)]);
@@ -137,7 +137,7 @@ public class TextTokenizerTests
     [Fact]
     public void MissingFilesAreReportedWithTheirPath()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         var e = Assert.Throws<CheckpointException>(() => TextTokenizer.Load(dir.Path));
         Assert.Equal(dir.File("tokenizer.json"), e.FilePath);
         Assert.Contains("not found", e.Message, StringComparison.Ordinal);
@@ -151,7 +151,7 @@ public class TextTokenizerTests
     [InlineData("""{"pre_tokenizer": {"type": "ByteLevel"}}""", "no \"model\"")]
     public void CorruptOrUnsupportedTokenizerJsonIsRejected(string text, string problem)
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         File.WriteAllText(dir.File("tokenizer.json"), text);
         var e = Assert.Throws<CheckpointException>(() => TextTokenizer.Load(dir.Path));
         Assert.Equal(dir.File("tokenizer.json"), e.FilePath);
@@ -178,7 +178,7 @@ public class TextTokenizerTests
             case "metaspace": json["pre_tokenizer"] = new JsonObject { ["type"] = "Metaspace" }; break;
             case "normalizer": json["normalizer"] = new JsonObject { ["type"] = "NFKC" }; break;
         }
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         File.WriteAllText(dir.File("tokenizer.json"), json.ToJsonString());
         var e = Assert.Throws<CheckpointException>(() => TextTokenizer.Load(dir.Path));
         Assert.Contains(problem, e.Problem, StringComparison.Ordinal);
@@ -187,7 +187,7 @@ public class TextTokenizerTests
     [Fact]
     public void CorruptConfigAndUnsupportedTemplatesAreReported()
     {
-        using var dir = new TempDir();
+        using var dir = new TempDirectory();
         File.WriteAllText(dir.File("tokenizer.json"), TinyTokenizer([], []).ToJsonString());
 
         File.WriteAllText(dir.File("tokenizer_config.json"), "{\"eos_token\": ");
@@ -245,19 +245,4 @@ public class TextTokenizerTests
             ["model"] = new JsonObject { ["type"] = "BPE", ["vocab"] = vocab, ["merges"] = mergeArray },
         };
     }
-}
-
-internal sealed class TempDir : IDisposable
-{
-    public TempDir()
-    {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "tah-tok-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(Path);
-    }
-
-    public string Path { get; }
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose() => Directory.Delete(Path, recursive: true);
 }

@@ -8,13 +8,11 @@ internal static class TokenizerFixtures
 {
     private static readonly Lazy<TextTokenizer> Qwen3Lazy = new(() => TextTokenizer.Load(Qwen3Dir));
 
-    public static string RepoRoot { get; } = FindRepoRoot();
-
-    public static string Qwen3Dir => Path.Combine(RepoRoot, "tests", "fixtures", "qwen3-tokenizer");
+    public static string Qwen3Dir => Fixtures.Directory("qwen3-tokenizer");
 
     public static string GoldenPath => Path.Combine(Qwen3Dir, "golden.json");
 
-    public static string ExtraGoldenPath => Path.Combine(RepoRoot, "tests", "fixtures", "tokenizer-extra", "golden-extra.json");
+    public static string ExtraGoldenPath => Path.Combine(Fixtures.Directory("tokenizer-extra"), "golden-extra.json");
 
     public static TextTokenizer Qwen3 => Qwen3Lazy.Value;
 
@@ -24,16 +22,4 @@ internal static class TokenizerFixtures
         ReadJson(path)[name]!.AsArray().Select(n => n!.AsObject());
 
     public static List<int> Ids(JsonNode? node) => node!.AsArray().Select(n => n!.GetValue<int>()).ToList();
-
-    private static string FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (Directory.Exists(Path.Combine(dir.FullName, "tests", "fixtures", "qwen3-tokenizer")))
-            {
-                return dir.FullName;
-            }
-        }
-        throw new InvalidOperationException("tests/fixtures/qwen3-tokenizer not found above " + AppContext.BaseDirectory);
-    }
 }
