@@ -79,10 +79,12 @@ public sealed class InferenceEngine : IDisposable
         }
 
         int vocab = Model.Config.VocabSize;
-        int bad = request.PromptTokens.FirstOrDefault(t => t < 0 || t >= vocab, -1);
-        if (request.PromptTokens.Any(t => t < 0 || t >= vocab))
+        foreach (int token in request.PromptTokens)
         {
-            throw new ArgumentException($"prompt token id {bad} is outside the vocabulary (0..{vocab - 1})", nameof(request));
+            if (token < 0 || token >= vocab)
+            {
+                throw new ArgumentException($"prompt token id {token} is outside the vocabulary (0..{vocab - 1})", nameof(request));
+            }
         }
 
         if (request.PromptTokens.Count >= MaxModelLength)
@@ -144,17 +146,10 @@ public sealed class InferenceEngine : IDisposable
             var row = rows[i];
             if (result.Next is { } next)
             {
-                if (row.Depth == 1)
-                {
-                    sequence.FirstProbability[row.Position] = result.ContinueProbability;
-                }
-
                 sequence.GoDeeper(next);
                 continue;
             }
 
-            double? firstProbability = row.Depth == 1 ? result.ContinueProbability : sequence.FirstProbability.GetValueOrDefault(row.Position);
-            sequence.FirstProbability.Remove(row.Position);
             if (result.FinalLogits is not { } logitsTensor)
             {
                 continue;
@@ -164,12 +159,12 @@ public sealed class InferenceEngine : IDisposable
             var logits = logits32.data<float>().ToArray();
             if (sequence.Request.RecordPositions)
             {
-                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, firstProbability, logits));
+                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, result.ContinueProbability, logits));
             }
 
             if (sequence.IsLast(row.Position) && sequence.Finished is null)
             {
-                events.Add((sequence, SampleNext(sequence, logits, row.Depth, firstProbability)));
+                events.Add((sequence, SampleNext(sequence, logits, row.Depth, result.ContinueProbability)));
             }
         }
 

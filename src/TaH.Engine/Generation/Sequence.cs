@@ -44,9 +44,6 @@ public sealed class Sequence : IDisposable
     /// <summary>Positions whose depth-1 row has run.</summary>
     internal int Computed { get; private set; }
 
-    /// <summary>The first-pass continue probability of each position still going deeper.</summary>
-    internal Dictionary<int, double?> FirstProbability { get; } = [];
-
     /// <summary>
     /// Whether the next step owes this sequence rows. After it finished, only the latent rows an
     /// inspection still wants recorded.

@@ -47,9 +47,12 @@ public sealed class StepRow
 /// pass <c>[hidden]</c>, and the cumulative logits so far <c>[vocab]</c> when they are still needed
 /// (to output, or to decide again). Owns its tensors.
 /// </summary>
-public sealed class LatentState(int position, int depth, torch.Tensor softInput, torch.Tensor? cumulativeLogits) : IDisposable
+public sealed class LatentState(int position, int depth, torch.Tensor softInput, torch.Tensor? cumulativeLogits, double? firstContinueProbability) : IDisposable
 {
     public int Position { get; } = position;
+
+    /// <summary>The decider's probability after the first pass, carried to the position's result.</summary>
+    public double? FirstContinueProbability { get; } = firstContinueProbability;
 
     /// <summary>The depth this state will run at.</summary>
     public int Depth { get; } = depth;
@@ -68,7 +71,7 @@ public sealed class LatentState(int position, int depth, torch.Tensor softInput,
 /// <summary>What one row came to. Owns the tensors it carries.</summary>
 public sealed class StepRowResult : IDisposable
 {
-    /// <summary>The decider's continue probability at this depth; null when no decider ran.</summary>
+    /// <summary>The decider's continue probability after the position's first pass; null when no decider ran.</summary>
     public double? ContinueProbability { get; init; }
 
     /// <summary>Set when the position goes deeper: run it in a later step.</summary>

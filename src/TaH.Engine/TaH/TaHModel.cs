@@ -117,7 +117,7 @@ public sealed class TaHModel : IDisposable
 
         for (int i = 0; i < n; i++)
         {
-            results[i] ??= new StepRowResult();
+            results[i] ??= new StepRowResult { ContinueProbability = rows[i].Latent?.FirstContinueProbability };
         }
 
         return results;
@@ -180,6 +180,7 @@ public sealed class TaHModel : IDisposable
         for (int c = 0; c < chunk.Length; c++)
         {
             var row = rows[chunk[c]];
+            double? first = row.Latent is { } latent ? latent.FirstContinueProbability : probabilities[c];
             bool goesDeeper = nextDeeper < deeper.Length && open[deeper[nextDeeper]] == c;
             if (goesDeeper)
             {
@@ -188,14 +189,15 @@ public sealed class TaHModel : IDisposable
                     row.Position,
                     row.Depth + 1,
                     soft![nextDeeper].clone().DetachFromDisposeScope(),
-                    carry ? cumulative[c].clone().DetachFromDisposeScope() : null);
-                results[c] = new StepRowResult { ContinueProbability = probabilities[c], Next = next };
+                    carry ? cumulative[c].clone().DetachFromDisposeScope() : null,
+                    first);
+                results[c] = new StepRowResult { ContinueProbability = first, Next = next };
                 nextDeeper++;
             }
             else
             {
                 var final = row.WantsLogits ? cumulative[c].clone().DetachFromDisposeScope() : null;
-                results[c] = new StepRowResult { ContinueProbability = probabilities[c], FinalLogits = final };
+                results[c] = new StepRowResult { ContinueProbability = first, FinalLogits = final };
             }
         }
 
