@@ -78,6 +78,25 @@ internal sealed class JsonConfigReader
 
     public string? OptionalString(string key) => Root[key] is null ? null : String(key);
 
+    /// <summary>
+    /// A torch dtype as the reference serialises it: <c>{"__dtype__": true, "__str__": "torch.bfloat16"}</c>,
+    /// or a plain "torch.bfloat16" / "bfloat16" string. Returns the bare name ("bfloat16").
+    /// </summary>
+    public string TorchDtype(string key, string fallback)
+    {
+        string? text = Root[key] switch
+        {
+            null => fallback,
+            JsonObject o when o["__dtype__"] is JsonValue flag && flag.GetValueKind() == JsonValueKind.True => o["__str__"]?.ToString(),
+            JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
+            _ => null,
+        };
+        string name = text?.StartsWith("torch.", StringComparison.Ordinal) == true ? text["torch.".Length..] : text ?? "";
+        return name is "float32" or "float16" or "bfloat16" or "float64" or "float" or "half"
+            ? name
+            : throw Bad(key, "a torch dtype such as {\"__dtype__\": true, \"__str__\": \"torch.bfloat16\"}");
+    }
+
     public int[] IntList(string key, int[]? fallback = null)
     {
         switch (Root[key])

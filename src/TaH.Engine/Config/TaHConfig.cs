@@ -80,6 +80,9 @@ public sealed record DeciderConfig
 
     public required int MaxIter { get; init; }
 
+    /// <summary>The dtype the decider was trained in ("bfloat16", ...), from the serialised torch dtype.</summary>
+    public string DType { get; init; } = "bfloat16";
+
     /// <summary>Defaults are those of the reference constructor.</summary>
     internal static DeciderConfig From(JsonConfigReader kwargs, int maxIter)
     {
@@ -93,6 +96,7 @@ public sealed record DeciderConfig
             NormalizeInput = kwargs.Bool("normalize_input", false),
             Threshold = kwargs.Double("threshold", 0.5),
             MaxIter = kwargs.Int("max_iter", maxIter),
+            DType = kwargs.TorchDtype("dtype", "bfloat16"),
         };
         if (config.HiddenDims.Length == 0 || config.HiddenDims.Any(d => d <= 0))
         {
