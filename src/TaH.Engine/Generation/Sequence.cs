@@ -34,8 +34,11 @@ public sealed class Sequence : IDisposable
 
     public FinishReason? Finished { get; private set; }
 
+    /// <summary>KV blocks this sequence holds at <paramref name="depth"/>.</summary>
+    public int BlockCount(int depth) => depth <= Kv.MaxDepth ? Kv.BlockCount(depth) : 0;
+
     /// <summary>Bytes of KV blocks this sequence holds at <paramref name="depth"/>.</summary>
-    public long KvBytes(int depth) => depth <= Kv.MaxDepth ? Kv.BlockCount(depth) * Kv.BytesPerBlock : 0;
+    public long KvBytes(int depth) => BlockCount(depth) * Kv.BytesPerBlock;
 
     internal SequenceKv Kv { get; }
 
