@@ -23,6 +23,9 @@ public sealed record GenerationRequest
 
     /// <summary>Report every position's depth and final logits, prompt included (inspection).</summary>
     public bool RecordPositions { get; init; }
+
+    /// <summary>Parallel samples of the same prompt; they share its KV blocks.</summary>
+    public int N { get; init; } = 1;
 }
 
 public enum FinishReason

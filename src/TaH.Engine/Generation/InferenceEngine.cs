@@ -6,7 +6,7 @@ using TorchSharp;
 
 namespace TaH.Engine.Generation;
 
-/// <summary>Sizes of the engine's KV pool.</summary>
+/// <summary>Sizes of the engine's KV pool and batches.</summary>
 public sealed record EngineOptions
 {
     /// <summary>Entries per KV block.</summary>
@@ -18,19 +18,30 @@ public sealed record EngineOptions
     /// <summary>The longest sequence (prompt + output) served; defaults to the model's max_position_embeddings.</summary>
     public int? MaxModelLength { get; init; }
 
+    /// <summary>Rows one forward carries at most (prompt chunks are cut to fit).</summary>
+    public int MaxBatchTokens { get; init; } = 512;
+
+    /// <summary>Sequences decoded together at most.</summary>
+    public int MaxRunning { get; init; } = 64;
+
+    /// <summary>Reuse the KV blocks of prompts that start the same way.</summary>
+    public bool PrefixCaching { get; init; } = true;
+
     /// <summary>Enough blocks for one request at every depth.</summary>
     public static int BlocksFor(GenerationRequest request, int maxDepth, int blockSize = 16) =>
-        maxDepth * (((request.PromptTokens.Count + request.MaxTokens + blockSize) / blockSize) + 1);
+        maxDepth * (((request.PromptTokens.Count + request.MaxTokens + blockSize) / blockSize) + 1) * Math.Max(1, request.N);
 }
 
 /// <summary>
-/// Runs sequences step by step: each step is one forward over every sequence's pending rows
-/// (prompt tokens, new tokens, latent iterations), then sampling where a position finished.
+/// Runs sequences step by step: each step is one forward over the rows the scheduler picked
+/// (prompt chunks, new tokens, latent iterations of any sequence), then sampling wherever a
+/// position stopped.
 /// </summary>
 public sealed class InferenceEngine : IDisposable
 {
-    private readonly List<Sequence> _running = [];
     private readonly IPagedAttention _attention;
+    private readonly Scheduler _scheduler;
+    private readonly List<Sequence> _sequences = [];
     private int _nextId;
 
     public InferenceEngine(TaHModel model, EngineOptions? options = null, IPagedAttention? attention = null)
@@ -39,8 +50,9 @@ public sealed class InferenceEngine : IDisposable
         Options = options ?? new EngineOptions();
         _attention = attention ?? new ReferenceAttention();
         var c = model.Config;
-        Cache = new KvCache(c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, Options.KvBlocks, Options.BlockSize, model.Base.DType, model.Base.Device);
+        Cache = new KvCache(c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, Options.KvBlocks, Options.BlockSize, model.Base.DType, model.Base.Device, model.MaxDepth);
         MaxModelLength = Math.Min(Options.MaxModelLength ?? c.MaxPositionEmbeddings, c.MaxPositionEmbeddings);
+        _scheduler = new Scheduler(Cache, Options);
     }
 
     public TaHModel Model { get; }
@@ -51,23 +63,31 @@ public sealed class InferenceEngine : IDisposable
 
     public int MaxModelLength { get; }
 
-    public bool HasWork => _running.Any(s => s.HasWork);
+    public bool HasWork => _sequences.Any(s => s.HasWork);
 
-    public int RunningCount => _running.Count;
+    public int RunningCount => _scheduler.RunningCount;
+
+    public int WaitingCount => _scheduler.WaitingCount;
+
+    /// <summary>Times a running sequence gave its blocks back to be recomputed later.</summary>
+    public long Preemptions => _scheduler.Preemptions;
+
+    /// <summary>Prompt tokens whose keys and values came from the prefix cache.</summary>
+    public long CachedPromptTokens => _scheduler.CachedPromptTokens;
 
     /// <summary>Called for each position that completes, when a request records positions.</summary>
     public event Action<Sequence, PositionRecord>? PositionCompleted;
 
-    /// <summary>Validates a request and starts it; bad input throws <see cref="ArgumentException"/> naming the problem.</summary>
+    /// <summary>
+    /// Validates a request and queues it; bad input throws <see cref="ArgumentException"/> naming
+    /// the problem. With n &gt; 1 the first sequence is returned; its forks appear in the events
+    /// once its prompt has been computed.
+    /// </summary>
     public Sequence Add(GenerationRequest request)
     {
         Validate(request);
-        var sequence = new Sequence(
-            _nextId++,
-            request,
-            new SequenceKv(Cache, Model.MaxDepth),
-            new Sampler(request.Sampling, request.PromptTokens.ToArray()));
-        _running.Add(sequence);
+        var sequence = NewSequence(request, new Sampler(request.Sampling, request.PromptTokens.ToArray()));
+        _scheduler.Enqueue(sequence);
         return sequence;
     }
 
@@ -97,6 +117,11 @@ public sealed class InferenceEngine : IDisposable
             throw new ArgumentException($"max_tokens must be at least 1 (got {request.MaxTokens})", nameof(request));
         }
 
+        if (request.N < 1)
+        {
+            throw new ArgumentException($"n must be at least 1 (got {request.N})", nameof(request));
+        }
+
         if (Model.Supports(request.Policy) is { } problem)
         {
             throw new ArgumentException(problem, nameof(request));
@@ -105,45 +130,34 @@ public sealed class InferenceEngine : IDisposable
         request.Sampling.Validate();
     }
 
-    /// <summary>Stops a sequence and frees its blocks.</summary>
+    /// <summary>Stops a sequence (waiting or running) and frees its blocks.</summary>
     public void Cancel(Sequence sequence)
     {
         sequence.Finish(FinishReason.Cancelled);
         Remove(sequence);
     }
 
-    /// <summary>One forward over all pending rows; returns the tokens it produced.</summary>
+    /// <summary>One forward over the scheduled rows; returns the tokens it produced.</summary>
     public IReadOnlyList<(Sequence Sequence, TokenEvent Event)> Step()
     {
-        var active = _running.Where(s => s.HasWork).ToList();
-        var rows = new List<StepRow>();
-        var owners = new List<Sequence>();
-        foreach (var sequence in active)
-        {
-            foreach (var row in sequence.NextRows())
-            {
-                rows.Add(row);
-                owners.Add(sequence);
-            }
-        }
-
-        if (rows.Count == 0)
+        var plan = _scheduler.Schedule();
+        if (plan.Rows.Count == 0)
         {
             return [];
         }
 
-        var results = Model.Step(rows, Cache, _attention);
-        foreach (var sequence in active)
+        var results = Model.Step(plan.Rows, Cache, _attention);
+        foreach (var sequence in plan.Sequences)
         {
             sequence.RowsRan();
         }
 
         var events = new List<(Sequence, TokenEvent)>();
-        for (int i = 0; i < rows.Count; i++)
+        for (int i = 0; i < plan.Rows.Count; i++)
         {
             using var result = results[i];
-            var sequence = owners[i];
-            var row = rows[i];
+            var sequence = plan.Owners[i];
+            var row = plan.Rows[i];
             if (result.Next is { } next)
             {
                 sequence.GoDeeper(next);
@@ -164,13 +178,30 @@ public sealed class InferenceEngine : IDisposable
 
             if (sequence.IsLast(row.Position) && sequence.Finished is null)
             {
+                // The prompt's last position gives every parallel sample its first token.
+                if (sequence.Request.N > 1 && sequence.GeneratedCount == 0)
+                {
+                    foreach (var fork in Fork(sequence))
+                    {
+                        events.Add((fork, SampleNext(fork, logits, row.Depth, result.ContinueProbability)));
+                    }
+                }
+
                 events.Add((sequence, SampleNext(sequence, logits, row.Depth, result.ContinueProbability)));
             }
         }
 
-        foreach (var sequence in active.Where(s => s.IsDone))
+        foreach (var sequence in plan.Sequences)
         {
-            Remove(sequence);
+            if (Options.PrefixCaching && sequence.Status != SequenceStatus.Waiting)
+            {
+                sequence.RegisterPrefix();
+            }
+
+            if (sequence.IsDone)
+            {
+                Remove(sequence);
+            }
         }
 
         return events;
@@ -202,6 +233,39 @@ public sealed class InferenceEngine : IDisposable
         }
     }
 
+    private Sequence NewSequence(GenerationRequest request, Sampler sampler)
+    {
+        var policy = request.Policy;
+        string? policyKey = Model.MaxDepth < 2 || policy.Kind == PolicyKind.Never ? null
+            : policy.Kind == PolicyKind.Always ? "always"
+            : $"decider:{policy.Threshold ?? Model.Decider!.Threshold:R}";
+        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey);
+        _sequences.Add(sequence);
+        return sequence;
+    }
+
+    /// <summary>The n - 1 parallel samples of a sequence whose prompt has just been computed.</summary>
+    private IEnumerable<Sequence> Fork(Sequence parent)
+    {
+        var request = parent.Request;
+        var forks = new List<Sequence>();
+        for (int i = 1; i < request.N; i++)
+        {
+            if (Cache.FreeBlocks < parent.Kv.BlocksToFork())
+            {
+                break; // no room to copy its part-filled blocks; fewer samples than asked
+            }
+
+            var sampling = request.Sampling with { Seed = request.Sampling.Seed is { } seed ? seed + i : null };
+            var fork = parent.Fork(_nextId++, new Sampler(sampling, request.PromptTokens.ToArray()));
+            _sequences.Add(fork);
+            _scheduler.AddRunning(fork);
+            forks.Add(fork);
+        }
+
+        return forks;
+    }
+
     private TokenEvent SampleNext(Sequence sequence, float[] logits, int depth, double? probability)
     {
         var sample = sequence.Sampler.Sample(logits);
@@ -229,7 +293,8 @@ public sealed class InferenceEngine : IDisposable
 
     private void Remove(Sequence sequence)
     {
-        if (_running.Remove(sequence))
+        _scheduler.Remove(sequence);
+        if (_sequences.Remove(sequence))
         {
             sequence.Dispose();
         }
@@ -237,12 +302,12 @@ public sealed class InferenceEngine : IDisposable
 
     public void Dispose()
     {
-        foreach (var sequence in _running)
+        foreach (var sequence in _sequences)
         {
             sequence.Dispose();
         }
 
-        _running.Clear();
+        _sequences.Clear();
         Cache.Dispose();
     }
 }

@@ -6,9 +6,9 @@ using TaH.Engine.Generation;
 namespace TaH.Engine.Serving;
 
 /// <summary>The engine's state as the outside may read it between steps.</summary>
-public sealed record EngineSnapshot(int Running, int Waiting, int TotalBlocks, int[] BlocksByDepth)
+public sealed record EngineSnapshot(int Running, int Waiting, int TotalBlocks, int[] BlocksByDepth, int CachedBlocks)
 {
-    public static EngineSnapshot Empty { get; } = new(0, 0, 0, []);
+    public static EngineSnapshot Empty { get; } = new(0, 0, 0, [], 0);
 }
 
 /// <summary>The queue is full: the caller should retry later (HTTP 429/503).</summary>
@@ -21,26 +21,27 @@ public sealed record EngineLoopOptions
 {
     /// <summary>Requests queued for admission before new ones are refused.</summary>
     public int MaxWaiting { get; init; } = 256;
-
-    /// <summary>Sequences decoded together at most.</summary>
-    public int MaxRunning { get; init; } = 64;
 }
 
-/// <summary>One submitted request's tokens, in order; the last carries its finish reason.</summary>
+/// <summary>One sequence's tokens, in order; the last carries its finish reason.</summary>
 public sealed class RequestStream
 {
-    internal RequestStream(GenerationRequest request, Channel<TokenEvent> channel)
+    internal RequestStream(GenerationRequest request, int index)
     {
         Request = request;
-        Channel = channel;
+        Index = index;
     }
 
     public GenerationRequest Request { get; }
 
+    /// <summary>Which of the request's n parallel samples this is.</summary>
+    public int Index { get; }
+
     /// <summary>Completes after the token with a finish reason, or with the engine's error.</summary>
     public ChannelReader<TokenEvent> Tokens => Channel.Reader;
 
-    internal Channel<TokenEvent> Channel { get; }
+    internal Channel<TokenEvent> Channel { get; } =
+        System.Threading.Channels.Channel.CreateUnbounded<TokenEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
 
     internal long SubmittedAt { get; } = Stopwatch.GetTimestamp();
 
@@ -48,14 +49,13 @@ public sealed class RequestStream
 
     internal Sequence? Sequence { get; set; }
 
-    internal int ReservedBlocks { get; set; }
+    internal bool Done { get; set; }
 }
 
 /// <summary>
 /// The single thread that owns the <see cref="InferenceEngine"/>: requests come in through
-/// <see cref="Submit"/>, wait in a FIFO queue until their worst-case KV blocks are free, then
-/// run in the engine's steps; their tokens go out through per-request channels. Cancelling a
-/// request's token frees its blocks at the next step boundary.
+/// <see cref="Submit"/> and queue in the engine's scheduler; their tokens go out through one
+/// channel per sequence. Cancelling a request's token frees its blocks at the next step boundary.
 /// </summary>
 public sealed class EngineLoop : IDisposable
 {
@@ -64,10 +64,9 @@ public sealed class EngineLoop : IDisposable
     private readonly EngineLoopOptions _options;
     private readonly ConcurrentQueue<Action> _commands = new();
     private readonly SemaphoreSlim _signal = new(0);
-    private readonly LinkedList<RequestStream> _waiting = new();
-    private readonly List<RequestStream> _running = [];
-    private int _waitingCount;
-    private int _reservedBlocks;
+    private readonly Dictionary<Sequence, RequestStream> _bySequence = new(ReferenceEqualityComparer.Instance);
+    private readonly Dictionary<GenerationRequest, List<RequestStream>> _unboundForks = new(ReferenceEqualityComparer.Instance);
+    private int _queued;
     private volatile bool _stopping;
     private volatile EngineSnapshot _snapshot = EngineSnapshot.Empty;
 
@@ -76,7 +75,7 @@ public sealed class EngineLoop : IDisposable
         _engine = engine;
         _metrics = metrics;
         _options = options ?? new EngineLoopOptions();
-        _metrics.Observe(() => _snapshot);
+        _metrics.Observe(() => _snapshot, () => (_engine.Preemptions, _engine.CachedPromptTokens));
         UpdateSnapshot();
     }
 
@@ -85,12 +84,17 @@ public sealed class EngineLoop : IDisposable
     public EngineSnapshot Snapshot => _snapshot;
 
     /// <summary>
-    /// Queues a request. Throws <see cref="ArgumentException"/> for a request the model cannot run,
+    /// Queues a request and returns its token stream (see <see cref="SubmitGroup"/> for n &gt; 1).
+    /// Throws <see cref="ArgumentException"/> for a request the model cannot run,
     /// <see cref="EngineOverloadedException"/> when the queue is full and
     /// <see cref="EngineStoppingException"/> during shutdown. Cancelling
     /// <paramref name="cancellationToken"/> (a client that went away) stops it and frees its blocks.
     /// </summary>
-    public RequestStream Submit(GenerationRequest request, CancellationToken cancellationToken = default)
+    public RequestStream Submit(GenerationRequest request, CancellationToken cancellationToken = default) =>
+        SubmitGroup(request with { N = 1 }, cancellationToken)[0];
+
+    /// <summary>Queues a request with <see cref="GenerationRequest.N"/> parallel samples sharing its prompt blocks.</summary>
+    public IReadOnlyList<RequestStream> SubmitGroup(GenerationRequest request, CancellationToken cancellationToken = default)
     {
         if (_stopping)
         {
@@ -102,29 +106,46 @@ public sealed class EngineLoop : IDisposable
         if (blocks > _engine.Cache.TotalBlocks)
         {
             throw new ArgumentException(
-                $"the request may need {blocks} KV blocks (prompt {request.PromptTokens.Count} + max_tokens {request.MaxTokens} at {_engine.Model.MaxDepth} depths), " +
+                $"the request may need {blocks} KV blocks (prompt {request.PromptTokens.Count} + max_tokens {request.MaxTokens} at {_engine.Model.MaxDepth} depths, n={request.N}), " +
                 $"more than the pool's {_engine.Cache.TotalBlocks}; lower max_tokens",
                 nameof(request));
         }
 
-        if (Interlocked.Increment(ref _waitingCount) > _options.MaxWaiting)
+        if (Interlocked.Increment(ref _queued) + _snapshot.Waiting > _options.MaxWaiting)
         {
-            Interlocked.Decrement(ref _waitingCount);
+            Interlocked.Decrement(ref _queued);
             throw new EngineOverloadedException($"the queue is full ({_options.MaxWaiting} requests waiting); retry later");
         }
 
-        var stream = new RequestStream(request, Channel.CreateUnbounded<TokenEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true }))
+        var streams = Enumerable.Range(0, request.N).Select(i => new RequestStream(request, i)).ToArray();
+        Post(() =>
         {
-            ReservedBlocks = blocks,
-        };
-        _commands.Enqueue(() => _waiting.AddLast(stream));
+            Interlocked.Decrement(ref _queued);
+            if (streams.All(s => s.Done))
+            {
+                return; // cancelled before it reached the engine
+            }
+
+            var sequence = _engine.Add(request);
+            streams[0].Sequence = sequence;
+            _bySequence[sequence] = streams[0];
+            if (streams.Length > 1)
+            {
+                _unboundForks[request] = [.. streams.Skip(1)];
+            }
+        });
         if (cancellationToken.CanBeCanceled)
         {
-            cancellationToken.Register(() => Post(() => CancelRequest(stream)));
+            cancellationToken.Register(() => Post(() =>
+            {
+                foreach (var stream in streams)
+                {
+                    Cancel(stream, tell: false);
+                }
+            }));
         }
 
-        _signal.Release();
-        return stream;
+        return streams;
     }
 
     /// <summary>Runs the loop on its own thread until <paramref name="stoppingToken"/> fires and the work drains.</summary>
@@ -139,7 +160,7 @@ public sealed class EngineLoop : IDisposable
     {
         _stopping = true;
         var deadline = Stopwatch.GetTimestamp() + (long)(grace.TotalSeconds * Stopwatch.Frequency);
-        while (_snapshot.Running + _snapshot.Waiting > 0 && Stopwatch.GetTimestamp() < deadline)
+        while (_snapshot.Running + _snapshot.Waiting + Volatile.Read(ref _queued) > 0 && Stopwatch.GetTimestamp() < deadline)
         {
             await Task.Delay(20).ConfigureAwait(false);
         }
@@ -147,9 +168,9 @@ public sealed class EngineLoop : IDisposable
         var done = new TaskCompletionSource();
         Post(() =>
         {
-            foreach (var stream in _running.Concat(_waiting).ToList())
+            foreach (var stream in _bySequence.Values.Concat(_unboundForks.Values.SelectMany(s => s)).ToList())
             {
-                CancelRequest(stream, tell: true);
+                Cancel(stream, tell: true);
             }
 
             done.SetResult();
@@ -172,9 +193,8 @@ public sealed class EngineLoop : IDisposable
                 command();
             }
 
-            Admit();
             UpdateSnapshot();
-            if (_running.Count == 0)
+            if (!_engine.HasWork)
             {
                 if (stoppingToken.IsCancellationRequested)
                 {
@@ -197,20 +217,6 @@ public sealed class EngineLoop : IDisposable
         }
     }
 
-    private void Admit()
-    {
-        while (_waiting.First is { } node && _running.Count < _options.MaxRunning
-               && _reservedBlocks + node.Value.ReservedBlocks <= _engine.Cache.TotalBlocks)
-        {
-            var stream = node.Value;
-            _waiting.RemoveFirst();
-            Interlocked.Decrement(ref _waitingCount);
-            stream.Sequence = _engine.Add(stream.Request);
-            _reservedBlocks += stream.ReservedBlocks;
-            _running.Add(stream);
-        }
-    }
-
     private void StepOnce()
     {
         IReadOnlyList<(Sequence Sequence, TokenEvent Event)> events;
@@ -221,10 +227,10 @@ public sealed class EngineLoop : IDisposable
         catch (Exception e)
         {
             // A failed step leaves its sequences in an unknown state: end them all with the error.
-            foreach (var stream in _running.ToList())
+            foreach (var stream in _bySequence.Values.ToList())
             {
                 stream.Channel.Writer.TryComplete(e);
-                Release(stream, cancelSequence: true);
+                Cancel(stream, tell: false);
             }
 
             return;
@@ -233,12 +239,12 @@ public sealed class EngineLoop : IDisposable
         long now = Stopwatch.GetTimestamp();
         foreach (var (sequence, e) in events)
         {
-            var stream = _running.Find(s => s.Sequence == sequence);
-            if (stream is null)
+            if (StreamOf(sequence) is not { } stream)
             {
                 continue;
             }
 
+            _metrics.Token(stream.Request.Policy, e.Depth, e.ContinueProbability);
             if (stream.LastTokenAt == 0)
             {
                 _metrics.FirstToken(Stopwatch.GetElapsedTime(stream.SubmittedAt, now));
@@ -249,63 +255,76 @@ public sealed class EngineLoop : IDisposable
             }
 
             stream.LastTokenAt = now;
-            _metrics.Token(stream.Request.Policy, e.Depth, e.ContinueProbability);
             stream.Channel.Writer.TryWrite(e);
             if (e.Finish is { } finish)
             {
                 _metrics.Finished(stream.Request.Policy, finish.ToString().ToLowerInvariant(), stream.Request.PromptTokens.Count, Stopwatch.GetElapsedTime(stream.SubmittedAt, now));
                 stream.Channel.Writer.TryComplete();
-                Release(stream, cancelSequence: false);
+                stream.Done = true;
+                _bySequence.Remove(sequence);
             }
         }
     }
 
-    private void CancelRequest(RequestStream stream, bool tell = false)
+    /// <summary>The stream of a sequence; a fork takes the next unbound stream of its request.</summary>
+    private RequestStream? StreamOf(Sequence sequence)
     {
-        if (_waiting.Remove(stream))
+        if (_bySequence.TryGetValue(sequence, out var stream))
         {
-            Interlocked.Decrement(ref _waitingCount);
+            return stream;
         }
-        else if (!_running.Contains(stream))
+
+        if (_unboundForks.TryGetValue(sequence.Request, out var waiting))
         {
-            return; // already finished
+            stream = waiting.FirstOrDefault(s => !s.Done);
+            if (stream is not null)
+            {
+                waiting.Remove(stream);
+                stream.Sequence = sequence;
+                _bySequence[sequence] = stream;
+            }
+
+            if (waiting.Count == 0)
+            {
+                _unboundForks.Remove(sequence.Request);
+            }
+
+            if (stream is null)
+            {
+                _engine.Cancel(sequence); // its stream was cancelled before it existed
+            }
         }
-        else
+
+        return stream;
+    }
+
+    private void Cancel(RequestStream stream, bool tell)
+    {
+        if (stream.Done)
         {
-            Release(stream, cancelSequence: true);
+            return;
+        }
+
+        stream.Done = true;
+        if (stream.Sequence is { } sequence)
+        {
+            _bySequence.Remove(sequence);
+            _engine.Cancel(sequence);
         }
 
         _metrics.Finished(stream.Request.Policy, "cancelled", stream.Request.PromptTokens.Count, Stopwatch.GetElapsedTime(stream.SubmittedAt));
         stream.Channel.Writer.TryComplete(tell ? new EngineStoppingException("the server shut down before this request finished") : null);
     }
 
-    private void Release(RequestStream stream, bool cancelSequence)
-    {
-        if (_running.Remove(stream))
-        {
-            _reservedBlocks -= stream.ReservedBlocks;
-            if (cancelSequence && stream.Sequence is { } sequence)
-            {
-                _engine.Cancel(sequence);
-            }
-        }
-    }
-
     private void UpdateSnapshot()
     {
-        var byDepth = new int[_engine.Model.MaxDepth];
-        foreach (var stream in _running)
-        {
-            if (stream.Sequence is { } sequence)
-            {
-                for (int d = 1; d <= byDepth.Length; d++)
-                {
-                    byDepth[d - 1] += sequence.BlockCount(d);
-                }
-            }
-        }
-
-        _snapshot = new EngineSnapshot(_running.Count, Volatile.Read(ref _waitingCount), _engine.Cache.TotalBlocks, byDepth);
+        var cache = _engine.Cache;
+        _snapshot = new EngineSnapshot(
+            _engine.RunningCount,
+            _engine.WaitingCount,
+            cache.TotalBlocks,
+            [.. Enumerable.Range(1, _engine.Model.MaxDepth).Select(cache.UsedBlocks)],
+            cache.CachedBlocks);
     }
 
     public void Dispose() => _signal.Dispose();

@@ -49,8 +49,11 @@ public sealed class TaHMetrics : IDisposable
     public Meter Meter => _meter;
 
     /// <summary>Registers the gauges that read the engine loop's state.</summary>
-    internal void Observe(Func<EngineSnapshot> snapshot)
+    internal void Observe(Func<EngineSnapshot> snapshot, Func<(long Preemptions, long CachedPromptTokens)> totals)
     {
+        _meter.CreateObservableCounter("tah.preemptions", () => totals().Preemptions, "{preemption}", "running sequences that gave their blocks back to be recomputed");
+        _meter.CreateObservableCounter("tah.prefix_cache.hit_tokens", () => totals().CachedPromptTokens, "{token}", "prompt tokens whose keys and values came from the prefix cache");
+        _meter.CreateObservableGauge("tah.kv.blocks_cached", () => snapshot().CachedBlocks, "{block}", "KV blocks held by no sequence, kept for the prefix cache");
         _meter.CreateObservableGauge("tah.requests.running", () => snapshot().Running, "{request}", "requests being decoded");
         _meter.CreateObservableGauge("tah.requests.waiting", () => snapshot().Waiting, "{request}", "requests queued for admission");
         _meter.CreateObservableGauge("tah.kv.blocks_used", () => snapshot().BlocksByDepth.Select((b, i) => new Measurement<int>(b, new KeyValuePair<string, object?>("depth", i + 1))),

@@ -9,16 +9,21 @@ namespace TaH.Engine.TaH;
 /// </summary>
 public sealed class StepRow
 {
-    private StepRow(SequenceKv kv, int position, int depth, IterationPolicy policy, bool wantsLogits)
+    private StepRow(SequenceKv kv, int position, int depth, IterationPolicy policy, bool wantsLogits, long slot)
     {
         Kv = kv;
         Position = position;
         Depth = depth;
         Policy = policy;
         WantsLogits = wantsLogits;
+        Slot = slot;
     }
 
+    /// <summary>The sequence's tables, already holding this row's entry.</summary>
     public SequenceKv Kv { get; }
+
+    /// <summary>The pool slot that receives this row's key and value.</summary>
+    public long Slot { get; }
 
     public int Position { get; }
 
@@ -35,11 +40,11 @@ public sealed class StepRow
     /// <summary>What a latent row continues from (soft input, carried logits); null at depth 1.</summary>
     public LatentState? Latent { get; private init; }
 
-    public static StepRow ForToken(SequenceKv kv, int position, int token, IterationPolicy policy, bool wantsLogits) =>
-        new(kv, position, 1, policy, wantsLogits) { Token = token };
+    public static StepRow ForToken(SequenceKv kv, int position, int token, IterationPolicy policy, bool wantsLogits, long slot) =>
+        new(kv, position, 1, policy, wantsLogits, slot) { Token = token };
 
-    public static StepRow ForLatent(SequenceKv kv, LatentState latent, IterationPolicy policy, bool wantsLogits) =>
-        new(kv, latent.Position, latent.Depth, policy, wantsLogits) { Latent = latent };
+    public static StepRow ForLatent(SequenceKv kv, LatentState latent, IterationPolicy policy, bool wantsLogits, long slot) =>
+        new(kv, latent.Position, latent.Depth, policy, wantsLogits, slot) { Latent = latent };
 }
 
 /// <summary>
@@ -60,6 +65,10 @@ public sealed class LatentState(int position, int depth, torch.Tensor softInput,
     public torch.Tensor SoftInput { get; } = softInput;
 
     public torch.Tensor? CumulativeLogits { get; } = cumulativeLogits;
+
+    /// <summary>An independent copy (for a forked sequence).</summary>
+    public LatentState Clone() =>
+        new(Position, Depth, SoftInput.clone().DetachFromDisposeScope(), CumulativeLogits?.clone().DetachFromDisposeScope(), FirstContinueProbability);
 
     public void Dispose()
     {

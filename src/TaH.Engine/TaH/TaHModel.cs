@@ -59,10 +59,10 @@ public sealed class TaHModel : IDisposable
         };
 
     /// <summary>
-    /// One forward over <paramref name="rows"/>. Each row's key and value are appended to its
-    /// sequence's table at the row's depth; the caller must have made room (see
-    /// <see cref="SequenceKv.TryAppend"/>). Results come back in row order; continuing rows carry
-    /// the <see cref="LatentState"/> of their next depth, which the caller then owns.
+    /// One forward over <paramref name="rows"/>, whose entries the scheduler has already appended
+    /// to their sequences' tables (each row's key and value go to its slot). Results come back in
+    /// row order; continuing rows carry the <see cref="LatentState"/> of their next depth, which
+    /// the caller then owns.
     /// </summary>
     public StepRowResult[] Step(IReadOnlyList<StepRow> rows, KvCache cache, IPagedAttention attention)
     {
@@ -222,20 +222,16 @@ public sealed class TaHModel : IDisposable
         var sequences = new List<SequenceKv>();
         var sequenceIndex = new Dictionary<SequenceKv, int>(ReferenceEqualityComparer.Instance);
         var rowSequence = new int[rows.Count];
-        var rowSlot = new long[rows.Count];
         for (int i = 0; i < rows.Count; i++)
         {
-            var row = rows[i];
-            if (!sequenceIndex.TryGetValue(row.Kv, out int s))
+            if (!sequenceIndex.TryGetValue(rows[i].Kv, out int s))
             {
                 s = sequences.Count;
-                sequenceIndex[row.Kv] = s;
-                sequences.Add(row.Kv);
+                sequenceIndex[rows[i].Kv] = s;
+                sequences.Add(rows[i].Kv);
             }
 
             rowSequence[i] = s;
-            rowSlot[i] = row.Kv.TryAppend(row.Position, row.Depth)
-                ?? throw new InvalidOperationException("the KV cache has no free block for this step; the scheduler must reserve blocks first");
         }
 
         return new AttentionBatch(
@@ -244,7 +240,7 @@ public sealed class TaHModel : IDisposable
             rowSequence,
             [.. rows.Select(r => r.Position)],
             [.. rows.Select(r => r.Depth)],
-            rowSlot);
+            [.. rows.Select(r => r.Slot)]);
     }
 
     public void Dispose()
