@@ -2,7 +2,6 @@ using TaH.Engine.Kv;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
 using TaH.Kernels;
-using TorchSharp;
 
 namespace TaH.Engine.Generation;
 
@@ -169,8 +168,7 @@ public sealed class InferenceEngine : IDisposable
                 continue;
             }
 
-            using var logits32 = logitsTensor.to(torch.ScalarType.Float32);
-            var logits = logits32.data<float>().ToArray();
+            var logits = TensorCopy.ToFloats(logitsTensor);
             if (sequence.Request.RecordPositions)
             {
                 PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, result.ContinueProbability, logits));

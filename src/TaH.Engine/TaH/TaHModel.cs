@@ -196,7 +196,8 @@ public sealed class TaHModel : IDisposable
             }
             else
             {
-                var final = row.WantsLogits ? cumulative[c].clone().DetachFromDisposeScope() : null;
+                // A view of the chunk's logits: it keeps their storage alive without a copy.
+                var final = row.WantsLogits ? cumulative[c].DetachFromDisposeScope() : null;
                 results[c] = new StepRowResult { ContinueProbability = first, FinalLogits = final };
             }
         }

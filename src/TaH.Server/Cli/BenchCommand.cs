@@ -1,18 +1,16 @@
 using System.CommandLine;
-using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
-using TaH.Engine.Generation;
 using TaH.Engine.Model;
-using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
+using TaH.Server.Bench;
 
 namespace TaH.Server.Cli;
 
 /// <summary>
-/// <c>tah bench</c>: in-process decode throughput per policy, side by side in one run, so the
-/// ratios hold even on a noisy machine. The decider's threshold can be calibrated to a target
-/// share of iterating tokens (random-weight models have no meaningful threshold of their own).
+/// <c>tah bench</c>: decode throughput and latency per iteration policy and concurrency, measured
+/// side by side in one run (interleaved rounds, medians), so the ratios hold on a noisy machine.
+/// A random-weight model has no meaningful decider threshold, so one can be calibrated to a
+/// target share of iterating tokens.
 /// </summary>
 internal static class BenchCommand
 {
@@ -20,28 +18,31 @@ internal static class BenchCommand
     {
         var model = CommonOptions.Model();
         var policies = new Option<string>("--policies") { DefaultValueFactory = _ => "never,decider,always" };
+        var concurrency = new Option<string>("--concurrency") { Description = "concurrent requests, comma separated", DefaultValueFactory = _ => "1,4,16,64" };
         var promptTokens = new Option<int>("--prompt-tokens") { DefaultValueFactory = _ => 32 };
-        var tokens = new Option<int>("--tokens") { Description = "tokens decoded per run", DefaultValueFactory = _ => 64 };
-        var rounds = new Option<int>("--rounds") { Description = "runs per policy, interleaved; the median is reported", DefaultValueFactory = _ => 3 };
+        var tokens = new Option<int>("--tokens") { Description = "tokens decoded per request", DefaultValueFactory = _ => 128 };
+        var rounds = new Option<int>("--rounds") { Description = "runs per cell, interleaved; medians are reported", DefaultValueFactory = _ => 1 };
+        var kvBlocks = new Option<int>("--kv-blocks") { Description = "KV pool size in blocks of 16 (default: enough for every request)" };
         var threshold = CommonOptions.Threshold();
         var target = new Option<double?>("--target-share") { Description = "calibrate the decider threshold so about this share of tokens iterates (e.g. 0.06)" };
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
-        var command = new Command("bench", "measure decode tokens/s per iteration policy (batch 1, in process)")
+        var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process)")
         {
-            model, policies, promptTokens, tokens, rounds, threshold, target, json, seed,
+            model, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
             using var tah = ModelLoader.Load(result.GetValue(model)!);
-            var random = new Random(result.GetValue(seed));
-            var prompt = Enumerable.Range(0, result.GetValue(promptTokens)).Select(_ => random.Next(tah.Config.VocabSize)).ToArray();
-            int decode = result.GetValue(tokens);
+            int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens);
+            var levels = ParseList(result.GetValue(concurrency)!, "--concurrency");
+            int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
+            var bench = new InProcessBench(tah, blocks);
 
             double? chosenThreshold = result.GetValue(threshold);
             if (result.GetValue(target) is { } share)
             {
-                chosenThreshold = Calibrate(tah, prompt, decode, share);
+                chosenThreshold = bench.Calibrate(prompt, decode, share, result.GetValue(seed));
                 Console.Error.WriteLine($"calibrated decider threshold {chosenThreshold:F4} for a target share of {share:P1}");
             }
 
@@ -57,40 +58,36 @@ internal static class BenchCommand
             }
 
             Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}; " +
-                $"prompt {prompt.Length} tokens, {decode} decoded tokens, {result.GetValue(rounds)} rounds; torch threads {TorchSharp.torch.get_num_threads()}");
+                $"prompt {prompt} + {decode} decoded tokens per request; {blocks} KV blocks; torch threads {TorchSharp.torch.get_num_threads()}");
 
-            Measure(tah, prompt, 8, chosen[0]); // warm-up: allocator, caches
-            var runs = chosen.ToDictionary(p => p, _ => new List<Run>());
+            bench.Run(new BenchScenario(chosen[0], 1, prompt, 8), -1); // warm-up: allocator, caches
+            var scenarios = levels.SelectMany(c => chosen.Select(p => new BenchScenario(p, c, prompt, decode))).ToList();
+            int total = scenarios.Count * result.GetValue(rounds), done = 0;
+            var runs = scenarios.ToDictionary(s => s, _ => new List<BenchResult>());
             for (int round = 0; round < result.GetValue(rounds); round++)
             {
-                foreach (var p in chosen)
+                foreach (var scenario in scenarios)
                 {
-                    runs[p].Add(Measure(tah, prompt, decode, p));
+                    Progress(done, total, scenario);
+                    runs[scenario].Add(bench.Run(scenario, result.GetValue(seed) + (round * 1000)));
+                    done++;
                 }
             }
 
-            var rows = chosen.Select(p => Summary.Of(p, runs[p])).ToArray();
-            var baseline = rows.FirstOrDefault(r => r.Policy.Kind == PolicyKind.Never);
-            Console.WriteLine($"{"policy",-26} {"decode tok/s",12} {"ms/token",9} {"vs never",9} {"depth-2 share",14} {"prefill ms",11} {"KV KiB d1/d2",16}");
-            foreach (var r in rows)
-            {
-                string ratio = baseline is null ? "-" : (r.MsPerToken / baseline.MsPerToken).ToString("F3", CultureInfo.InvariantCulture) + "x";
-                Console.WriteLine($"{r.Policy,-26} {r.TokensPerSecond,12:F2} {r.MsPerToken,9:F1} {ratio,9} {r.DeepShare,14:P1} {r.PrefillMs,11:F0} {r.KvBytesDepth1 / 1024,8:F0}/{r.KvBytesDepth2 / 1024,-7:F0}");
-            }
-
+            Progress(done, total, null);
+            var results = scenarios.Select(s => BenchResult.Median(runs[s])).ToList();
+            BenchReport.WriteTable(Console.Out, results);
             if (result.GetValue(json) is { } path)
             {
-                File.WriteAllText(path, JsonSerializer.Serialize(rows.Select(r => new
+                BenchReport.WriteJson(path, results, new
                 {
-                    policy = r.Policy.ToString(),
-                    decode_tokens_per_second = r.TokensPerSecond,
-                    ms_per_token = r.MsPerToken,
-                    per_token_cost_vs_never = baseline is null ? (double?)null : r.MsPerToken / baseline.MsPerToken,
-                    depth2_share = r.DeepShare,
-                    prefill_ms = r.PrefillMs,
-                    kv_bytes_depth1 = r.KvBytesDepth1,
-                    kv_bytes_depth2 = r.KvBytesDepth2,
-                }), new JsonSerializerOptions { WriteIndented = true }));
+                    model = tah.Directory,
+                    layers = tah.Config.NumHiddenLayers,
+                    hidden = tah.Config.HiddenSize,
+                    torch_threads = TorchSharp.torch.get_num_threads(),
+                    decider_threshold = chosenThreshold,
+                    rounds = result.GetValue(rounds),
+                });
             }
 
             return 0;
@@ -98,81 +95,26 @@ internal static class BenchCommand
         return command;
     }
 
-    // Seeded sampling rather than greedy: a random-weight model decoded greedily repeats one token,
-    // which would make every decision the same.
-    private static readonly SamplingParams BenchSampling = new() { Temperature = 1f, Seed = 1234 };
-
-    private static Run Measure(TaHModel model, int[] prompt, int tokens, IterationPolicy policy)
+    private static void Progress(int done, int total, BenchScenario? next)
     {
-        var request = new GenerationRequest
+        if (Console.IsErrorRedirected)
         {
-            PromptTokens = prompt,
-            MaxTokens = tokens,
-            Policy = policy,
-            Sampling = BenchSampling,
-            IgnoreEos = true,
-        };
-        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
-        var sequence = engine.Add(request);
-        var clock = Stopwatch.StartNew();
-        TimeSpan first = TimeSpan.Zero;
-        int produced = 0, deep = 0;
-        long kv1 = 0, kv2 = 0;
-        while (sequence.Finished is null)
-        {
-            foreach (var (_, e) in engine.Step())
-            {
-                if (produced++ == 0)
-                {
-                    first = clock.Elapsed;
-                }
-
-                deep += e.Depth > 1 ? 1 : 0;
-            }
-
-            kv1 = Math.Max(kv1, sequence.KvBytes(1));
-            kv2 = Math.Max(kv2, sequence.KvBytes(2));
+            return;
         }
 
-        var decodeTime = clock.Elapsed - first;
-        return new Run(first.TotalMilliseconds, decodeTime.TotalMilliseconds / Math.Max(1, produced - 1), (double)deep / produced, kv1, kv2);
-    }
-
-    /// <summary>
-    /// A threshold that about <paramref name="share"/> of decoded tokens' first-pass continue
-    /// probabilities exceed, measured on a decode with iteration switched off.
-    /// </summary>
-    private static double Calibrate(TaHModel model, int[] prompt, int tokens, double share)
-    {
-        var request = new GenerationRequest
+        const int width = 30;
+        int filled = total == 0 ? width : done * width / total;
+        string label = next is null ? "done" : $"{next.Policy} x{next.Concurrency}";
+        Console.Error.Write($"\r[{new string('#', filled)}{new string('.', width - filled)}] {done}/{total} {label,-32}");
+        if (next is null)
         {
-            PromptTokens = prompt,
-            MaxTokens = Math.Max(64, 2 * tokens),
-            Policy = new IterationPolicy(PolicyKind.Decider, 1.0),
-            Sampling = BenchSampling,
-            IgnoreEos = true,
-        };
-        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
-        var probabilities = engine.Generate(request).Select(e => e.ContinueProbability).OfType<double>().OrderDescending().ToArray();
-        int keep = Math.Clamp((int)Math.Round(share * probabilities.Length), 0, probabilities.Length - 1);
-        return probabilities[keep];
-    }
-
-    private sealed record Run(double PrefillMs, double MsPerToken, double DeepShare, long KvBytesDepth1, long KvBytesDepth2);
-
-    private sealed record Summary(IterationPolicy Policy, double MsPerToken, double PrefillMs, double DeepShare, long KvBytesDepth1, long KvBytesDepth2)
-    {
-        public double TokensPerSecond => 1000 / MsPerToken;
-
-        public static Summary Of(IterationPolicy policy, List<Run> runs)
-        {
-            static double Median(IEnumerable<double> values)
-            {
-                var sorted = values.Order().ToArray();
-                return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
-            }
-
-            return new Summary(policy, Median(runs.Select(r => r.MsPerToken)), Median(runs.Select(r => r.PrefillMs)), runs.Average(r => r.DeepShare), runs[0].KvBytesDepth1, runs[0].KvBytesDepth2);
+            Console.Error.WriteLine();
         }
     }
+
+    private static int[] ParseList(string text, string option) =>
+        [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(part => int.TryParse(part, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v > 0
+                ? v
+                : throw new ArgumentException($"{option}: '{part}' is not a positive integer"))];
 }

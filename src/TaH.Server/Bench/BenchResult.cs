@@ -1,0 +1,109 @@
+using TaH.Engine.TaH;
+
+namespace TaH.Server.Bench;
+
+/// <summary>One benchmark cell: a policy at a concurrency.</summary>
+internal sealed record BenchScenario(IterationPolicy Policy, int Concurrency, int PromptTokens, int DecodeTokens);
+
+/// <summary>What a run measured. Times in milliseconds.</summary>
+internal sealed record BenchResult(
+    BenchScenario Scenario,
+    double DecodeTokensPerSecond,
+    double TimeToFirstTokenP50,
+    double TimeToFirstTokenP90,
+    double TimeToFirstTokenP99,
+    double InterTokenP50,
+    double InterTokenP90,
+    double InterTokenP99,
+    double Depth2Share,
+    long KvBytesDepth1,
+    long KvBytesDepth2)
+{
+    /// <summary>Aggregate cost of one decoded token.</summary>
+    public double MsPerToken => 1000 / DecodeTokensPerSecond;
+
+    /// <summary>The median of several runs of the same scenario, field by field.</summary>
+    public static BenchResult Median(IReadOnlyList<BenchResult> runs)
+    {
+        double M(Func<BenchResult, double> f) => Percentile([.. runs.Select(f)], 0.5);
+        long L(Func<BenchResult, long> f) => (long)M(r => f(r));
+        return new BenchResult(
+            runs[0].Scenario,
+            M(r => r.DecodeTokensPerSecond),
+            M(r => r.TimeToFirstTokenP50),
+            M(r => r.TimeToFirstTokenP90),
+            M(r => r.TimeToFirstTokenP99),
+            M(r => r.InterTokenP50),
+            M(r => r.InterTokenP90),
+            M(r => r.InterTokenP99),
+            M(r => r.Depth2Share),
+            L(r => r.KvBytesDepth1),
+            L(r => r.KvBytesDepth2));
+    }
+
+    /// <summary>Linear-interpolated percentile (q in [0, 1]).</summary>
+    public static double Percentile(IReadOnlyList<double> values, double q)
+    {
+        if (values.Count == 0)
+        {
+            return double.NaN;
+        }
+
+        var sorted = values.Order().ToArray();
+        double rank = q * (sorted.Length - 1);
+        int low = (int)Math.Floor(rank), high = (int)Math.Ceiling(rank);
+        return sorted[low] + ((sorted[high] - sorted[low]) * (rank - low));
+    }
+}
+
+/// <summary>Per-request token timestamps of one run, turned into a <see cref="BenchResult"/>.</summary>
+internal sealed class RunTimings(BenchScenario scenario)
+{
+    private readonly List<(double Submitted, List<double> Tokens)> _requests = [];
+
+    public int Deep { get; set; }
+
+    public int Total { get; set; }
+
+    public long KvBytesDepth1 { get; set; }
+
+    public long KvBytesDepth2 { get; set; }
+
+    public int AddRequest(double submittedMs)
+    {
+        _requests.Add((submittedMs, []));
+        return _requests.Count - 1;
+    }
+
+    public void Token(int request, double atMs, int depth)
+    {
+        _requests[request].Tokens.Add(atMs);
+        Total++;
+        Deep += depth > 1 ? 1 : 0;
+    }
+
+    /// <summary>
+    /// Decode throughput counts every token after each request's first, over the time from the
+    /// moment all requests had their first token to the last token of all.
+    /// </summary>
+    public BenchResult Result()
+    {
+        var firsts = _requests.Select(r => r.Tokens[0]).ToArray();
+        double decodeStart = firsts.Max(), end = _requests.Max(r => r.Tokens[^1]);
+        int decodeTokens = _requests.Sum(r => r.Tokens.Count(t => t > decodeStart));
+        var ttft = _requests.Select(r => r.Tokens[0] - r.Submitted).ToArray();
+        var gaps = _requests.SelectMany(r => r.Tokens.Zip(r.Tokens.Skip(1), (a, b) => b - a)).ToArray();
+        return new BenchResult(
+            scenario,
+            decodeTokens / Math.Max(1e-9, (end - decodeStart) / 1000),
+            BenchResult.Percentile(ttft, 0.5),
+            BenchResult.Percentile(ttft, 0.9),
+            BenchResult.Percentile(ttft, 0.99),
+            BenchResult.Percentile(gaps, 0.5),
+            BenchResult.Percentile(gaps, 0.9),
+            BenchResult.Percentile(gaps, 0.99),
+            Total == 0 ? 0 : (double)Deep / Total,
+            KvBytesDepth1,
+            KvBytesDepth2);
+    }
+}
