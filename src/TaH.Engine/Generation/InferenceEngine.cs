@@ -2,6 +2,7 @@ using TaH.Engine.Kv;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
 using TaH.Kernels;
+using TorchSharp;
 
 namespace TaH.Engine.Generation;
 
@@ -151,42 +152,52 @@ public sealed class InferenceEngine : IDisposable
             sequence.RowsRan();
         }
 
-        var events = new List<(Sequence, TokenEvent)>();
+        // Positions that stopped and whose logits someone wants; latent results carry on.
+        var stopped = new List<(Sequence Sequence, StepRow Row, double? Probability, torch.Tensor Logits)>();
         for (int i = 0; i < plan.Rows.Count; i++)
         {
-            using var result = results[i];
-            var sequence = plan.Owners[i];
-            var row = plan.Rows[i];
+            var result = results[i];
             if (result.Next is { } next)
             {
-                sequence.GoDeeper(next);
-                continue;
+                plan.Owners[i].GoDeeper(next);
             }
-
-            if (result.FinalLogits is not { } logitsTensor)
+            else if (result.FinalLogits is { } logits)
             {
-                continue;
+                stopped.Add((plan.Owners[i], plan.Rows[i], result.ContinueProbability, logits));
             }
+        }
 
-            var logits = TensorCopy.ToFloats(logitsTensor);
+        // Copying logits out and sampling touch one sequence each: the cores the forward used are free.
+        var floats = new float[stopped.Count][];
+        Parallel.For(0, stopped.Count, i => floats[i] = TensorCopy.ToFloats(stopped[i].Logits));
+        foreach (var result in results)
+        {
+            result.Dispose();
+        }
+
+        var draws = new List<(Sequence Sequence, float[] Logits, int Depth, double? Probability)>();
+        for (int i = 0; i < stopped.Count; i++)
+        {
+            var (sequence, row, probability, _) = stopped[i];
             if (sequence.Request.RecordPositions)
             {
-                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, result.ContinueProbability, logits));
+                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, probability, floats[i]));
             }
 
             if (sequence.IsLast(row.Position) && sequence.Finished is null)
             {
                 // The prompt's last position gives every parallel sample its first token.
-                if (sequence.Request.N > 1 && sequence.GeneratedCount == 0)
-                {
-                    foreach (var fork in Fork(sequence))
-                    {
-                        events.Add((fork, SampleNext(fork, logits, row.Depth, result.ContinueProbability)));
-                    }
-                }
-
-                events.Add((sequence, SampleNext(sequence, logits, row.Depth, result.ContinueProbability)));
+                var samples = sequence.Request.N > 1 && sequence.GeneratedCount == 0 ? [.. Fork(sequence), sequence] : new[] { sequence };
+                draws.AddRange(samples.Select(s => (s, floats[i], row.Depth, probability)));
             }
+        }
+
+        var sampled = new SampledToken[draws.Count];
+        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits));
+        var events = new List<(Sequence, TokenEvent)>(draws.Count);
+        for (int i = 0; i < draws.Count; i++)
+        {
+            events.Add((draws[i].Sequence, Accept(draws[i].Sequence, sampled[i], draws[i].Depth, draws[i].Probability)));
         }
 
         foreach (var sequence in plan.Sequences)
@@ -264,9 +275,8 @@ public sealed class InferenceEngine : IDisposable
         return forks;
     }
 
-    private TokenEvent SampleNext(Sequence sequence, float[] logits, int depth, double? probability)
+    private TokenEvent Accept(Sequence sequence, SampledToken sample, int depth, double? probability)
     {
-        var sample = sequence.Sampler.Sample(logits);
         sequence.Sampler.Accept(sample.TokenId);
         sequence.Append(sample.TokenId);
 
