@@ -16,7 +16,9 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var model = CommonOptions.Model();
+        var model = CommonOptions.Model(required: false);
+        var url = new Option<Uri?>("--url") { Description = "benchmark a running server over HTTP (its base URL) instead of a model in this process" };
+        var apiKey = new Option<string?>("--api-key") { Description = "with --url: the server's API key" };
         var policies = new Option<string>("--policies") { DefaultValueFactory = _ => "never,decider,always" };
         var concurrency = new Option<string>("--concurrency") { Description = "concurrent requests, comma separated", DefaultValueFactory = _ => "1,4,16,64" };
         var promptTokens = new Option<int>("--prompt-tokens") { DefaultValueFactory = _ => 32 };
@@ -29,65 +31,92 @@ internal static class BenchCommand
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process)")
         {
-            model, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
-            using var tah = ModelLoader.Load(result.GetValue(model)!);
             int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens);
             var levels = ParseList(result.GetValue(concurrency)!, "--concurrency");
-            int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
-            var bench = new InProcessBench(tah, blocks);
-
+            string[] policyNames = result.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             double? chosenThreshold = result.GetValue(threshold);
-            if (result.GetValue(target) is { } share)
+            Func<BenchScenario, int, BenchResult> run;
+            object context;
+            IDisposable? owned;
+            if (result.GetValue(url) is { } baseUrl)
             {
-                chosenThreshold = bench.Calibrate(prompt, decode, share, result.GetValue(seed));
-                Console.Error.WriteLine($"calibrated decider threshold {chosenThreshold:F4} for a target share of {share:P1}");
-            }
-
-            var chosen = result.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(p => IterationPolicy.Parse(p, p.StartsWith("decider", StringComparison.OrdinalIgnoreCase) ? chosenThreshold : null))
-                .ToArray();
-            foreach (var p in chosen)
-            {
-                if (tah.Supports(p) is { } problem)
+                if (result.GetValue(target) is not null)
                 {
-                    throw new ArgumentException(problem);
+                    throw new ArgumentException("--target-share needs the model in process (--model); against a server, pass --threshold");
                 }
+
+                var (served, vocab) = HttpBench.DescribeAsync(baseUrl, result.GetValue(apiKey)).GetAwaiter().GetResult();
+                var http = new HttpBench(baseUrl, result.GetValue(apiKey), served, vocab);
+                owned = http;
+                run = http.Run;
+                context = new { server = baseUrl.ToString(), model = served, decider_threshold = chosenThreshold, rounds = result.GetValue(rounds) };
+                Console.Error.WriteLine($"server {baseUrl} serving {served}; prompt {prompt} + {decode} decoded tokens per request");
             }
-
-            Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}; " +
-                $"prompt {prompt} + {decode} decoded tokens per request; {blocks} KV blocks; torch threads {TorchSharp.torch.get_num_threads()}");
-
-            bench.Run(new BenchScenario(chosen[0], 1, prompt, 8), -1); // warm-up: allocator, caches
-            var scenarios = levels.SelectMany(c => chosen.Select(p => new BenchScenario(p, c, prompt, decode))).ToList();
-            int total = scenarios.Count * result.GetValue(rounds), done = 0;
-            var runs = scenarios.ToDictionary(s => s, _ => new List<BenchResult>());
-            for (int round = 0; round < result.GetValue(rounds); round++)
+            else
             {
-                foreach (var scenario in scenarios)
+                var tah = ModelLoader.Load(result.GetValue(model) ?? throw new ArgumentException("give --model DIR, or --url of a running server"));
+                owned = tah;
+                int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
+                var bench = new InProcessBench(tah, blocks);
+                if (result.GetValue(target) is { } share)
                 {
-                    Progress(done, total, scenario);
-                    runs[scenario].Add(bench.Run(scenario, result.GetValue(seed) + (round * 1000)));
-                    done++;
+                    chosenThreshold = bench.Calibrate(prompt, decode, share, result.GetValue(seed));
+                    Console.Error.WriteLine($"calibrated decider threshold {chosenThreshold:F4} for a target share of {share:P1}");
                 }
-            }
 
-            Progress(done, total, null);
-            var results = scenarios.Select(s => BenchResult.Median(runs[s])).ToList();
-            BenchReport.WriteTable(Console.Out, results);
-            if (result.GetValue(json) is { } path)
-            {
-                BenchReport.WriteJson(path, results, new
+                foreach (string name in policyNames)
+                {
+                    if (tah.Supports(IterationPolicy.Parse(name)) is { } problem)
+                    {
+                        throw new ArgumentException(problem);
+                    }
+                }
+
+                run = bench.Run;
+                context = new
                 {
                     model = tah.Directory,
                     layers = tah.Config.NumHiddenLayers,
                     hidden = tah.Config.HiddenSize,
+                    kv_blocks = blocks,
                     torch_threads = TorchSharp.torch.get_num_threads(),
                     decider_threshold = chosenThreshold,
                     rounds = result.GetValue(rounds),
-                });
+                };
+                Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}; " +
+                    $"prompt {prompt} + {decode} decoded tokens per request; {blocks} KV blocks; torch threads {TorchSharp.torch.get_num_threads()}");
+            }
+
+            using (owned)
+            {
+                var chosen = policyNames
+                    .Select(p => IterationPolicy.Parse(p, p.StartsWith("decider", StringComparison.OrdinalIgnoreCase) ? chosenThreshold : null))
+                    .ToArray();
+                run(new BenchScenario(chosen[0], 1, prompt, 8), -1); // warm-up: allocator, caches, connections
+                var scenarios = levels.SelectMany(c => chosen.Select(p => new BenchScenario(p, c, prompt, decode))).ToList();
+                int total = scenarios.Count * result.GetValue(rounds), done = 0;
+                var runs = scenarios.ToDictionary(s => s, _ => new List<BenchResult>());
+                for (int round = 0; round < result.GetValue(rounds); round++)
+                {
+                    foreach (var scenario in scenarios)
+                    {
+                        Progress(done, total, scenario);
+                        runs[scenario].Add(run(scenario, result.GetValue(seed) + (round * 1000)));
+                        done++;
+                    }
+                }
+
+                Progress(done, total, null);
+                var results = scenarios.Select(s => BenchResult.Median(runs[s])).ToList();
+                BenchReport.WriteTable(Console.Out, results);
+                if (result.GetValue(json) is { } path)
+                {
+                    BenchReport.WriteJson(path, results, context);
+                }
             }
 
             return 0;
