@@ -14,6 +14,7 @@ public sealed class Qwen3ReasoningParser
 
     private State _state = State.Undecided;
     private string _buffer = string.Empty;
+    private bool _trimReasoningStart;
     private bool _trimContentStart;
 
     private enum State
@@ -37,8 +38,9 @@ public sealed class Qwen3ReasoningParser
                         var start = _buffer.TrimStart();
                         if (start.StartsWith(Open, StringComparison.Ordinal))
                         {
-                            _buffer = start[Open.Length..].TrimStart('\n');
+                            _buffer = start[Open.Length..];
                             _state = State.Reasoning;
+                            _trimReasoningStart = true;
                             continue;
                         }
 
@@ -53,6 +55,13 @@ public sealed class Qwen3ReasoningParser
 
                 case State.Reasoning:
                     {
+                        if (_trimReasoningStart)
+                        {
+                            // The new lines after <think> may come in later tokens.
+                            _buffer = _buffer.TrimStart('\n');
+                            _trimReasoningStart = _buffer.Length == 0;
+                        }
+
                         int end = _buffer.IndexOf(Close, StringComparison.Ordinal);
                         if (end >= 0)
                         {
