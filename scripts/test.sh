@@ -12,7 +12,7 @@ if [ -z "${TAH_CHROMIUM:-}" ] && [ ! -x /usr/bin/chromium ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "installing chromium (for the playground browser test)"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 # ------------------------------------------------------------------------------------------------
 
