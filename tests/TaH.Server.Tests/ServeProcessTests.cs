@@ -23,7 +23,8 @@ public sealed partial class ServeProcessTests
         using var response = await http.PostAsJsonAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 3 });
         Assert.Equal(200, (int)response.StatusCode);
 
-        using (var kill = Process.Start("kill", ["-TERM", tah.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        // SIGTERM, as a container runtime or systemd sends it (bash's kill: no procps needed).
+        using (var kill = Process.Start("bash", ["-c", $"kill -TERM {tah.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)}"]))
         {
             await kill.WaitForExitAsync();
         }
