@@ -48,6 +48,7 @@ public sealed class LimitsTests
         await using var server = await TestServer.StartAsync(new() { ["Server:MaxRunning"] = "1", ["Server:MaxWaiting"] = "1" });
         using var cancel = new CancellationTokenSource();
         var running = await OpenStreamAsync(server, cancel.Token); // decoding
+        await WaitUntil(() => server.Host.Loop.Snapshot is { Running: 1, Waiting: 0 }); // admitted, so it no longer counts as waiting
         var waiting = await OpenStreamAsync(server, cancel.Token); // queued behind it
         await WaitUntil(() => server.Host.Loop.Snapshot is { Running: 1, Waiting: 1 });
 
