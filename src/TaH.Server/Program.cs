@@ -2,9 +2,14 @@ using System.CommandLine;
 using TaH.Server.Cli;
 
 var root = new RootCommand("tah: serve and run Think-at-Hard (TaH) language models");
+var serve = ServeCommand.Create();
+root.Subcommands.Add(serve);
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(CreateRandomCommand.Create());
-return root.Parse(args).Invoke();
+
+// `serve` is the default verb: `tah --model DIR` and a bare `tah` mean `tah serve ...`.
+bool verbGiven = args.Length > 0 && (root.Subcommands.Any(c => c.Name == args[0]) || args[0] is "-h" or "--help" or "-?" or "--version");
+return root.Parse(verbGiven ? args : ["serve", .. args]).Invoke();

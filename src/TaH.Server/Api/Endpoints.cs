@@ -1,0 +1,73 @@
+using System.Reflection;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using TaH.Engine.TaH;
+using TaH.Server.Hosting;
+
+namespace TaH.Server.Api;
+
+/// <summary>The routes: OpenAI's, the probes, and the playground page.</summary>
+public static class Endpoints
+{
+    public static void Map(WebApplication app)
+    {
+        var v1 = app.MapGroup("/v1").WithTags("OpenAI");
+        v1.MapPost("/chat/completions", (HttpContext context, CompletionEndpoints endpoints) => endpoints.ChatAsync(context))
+            .WithName("CreateChatCompletion")
+            .WithSummary("Chat completion, streamed (server-sent events) or not; choices and chunks carry per-token depths in \"tah\".")
+            .WithMetadata(new JsonBodyMetadata(typeof(ChatCompletionRequest)))
+            .Produces<ChatCompletionResponse>(200)
+            .Produces<ChatCompletionChunk>(200, "text/event-stream")
+            .ProducesErrors();
+        v1.MapPost("/completions", (HttpContext context, CompletionEndpoints endpoints) => endpoints.CompletionAsync(context))
+            .WithName("CreateCompletion")
+            .WithSummary("Text completion, streamed or not.")
+            .WithMetadata(new JsonBodyMetadata(typeof(CompletionRequest)))
+            .Produces<CompletionResponse>(200)
+            .Produces<CompletionResponse>(200, "text/event-stream")
+            .ProducesErrors();
+        v1.MapGet("/models", (ModelHost host) => Results.Json(new ModelList([Card(host)]), ApiJson.Options))
+            .WithName("ListModels")
+            .Produces<ModelList>(200);
+        v1.MapGet("/models/{id}", (string id, ModelHost host) =>
+                id == host.ServedModelName ? Results.Json(Card(host), ApiJson.Options)
+                : Results.Json(new ApiException(404, $"The model '{id}' does not exist; this server serves '{host.ServedModelName}'.", "invalid_request_error", "model", "model_not_found").ToResponse(), ApiJson.Options, statusCode: 404))
+            .WithName("RetrieveModel")
+            .Produces<ModelCard>(200)
+            .Produces<ErrorResponse>(404);
+        v1.MapFallback(context => throw new ApiException(404, $"There is no endpoint {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "not_found"))
+            .ExcludeFromDescription();
+
+        app.MapGet("/health", (ModelHost host) => Results.Json(new HealthStatus("ok", host.ServedModelName), ApiJson.Options))
+            .WithTags("Probes").WithSummary("Liveness: the process answers.").Produces<HealthStatus>(200);
+        app.MapGet("/ready", (ModelHost host) => host.State == ModelState.Ready
+                ? Results.Json(new HealthStatus("ready", host.ServedModelName), ApiJson.Options)
+                : Results.Json(new HealthStatus(host.State.ToString().ToLowerInvariant(), host.ServedModelName), ApiJson.Options, statusCode: 503))
+            .WithTags("Probes").WithSummary("Readiness: the model is loaded and the server is not draining.")
+            .Produces<HealthStatus>(200).Produces<HealthStatus>(503);
+        app.MapGet("/", () => Results.Content(Playground.Value, "text/html; charset=utf-8")).ExcludeFromDescription();
+    }
+
+    private static RouteHandlerBuilder ProducesErrors(this RouteHandlerBuilder builder) =>
+        builder.Produces<ErrorResponse>(400).Produces<ErrorResponse>(401).Produces<ErrorResponse>(413)
+            .Produces<ErrorResponse>(429).Produces<ErrorResponse>(503);
+
+    private static ModelCard Card(ModelHost host)
+    {
+        var loop = host.RequireReady();
+        var model = host.Model;
+        var policies = new[] { IterationPolicy.Decider, IterationPolicy.Never, IterationPolicy.Always }
+            .Where(p => model.Supports(p) is null).Select(p => p.ToString()).ToList();
+        return new ModelCard(host.ServedModelName, host.Created.ToUnixTimeSeconds(), "tah", model.Directory, loop.Engine.MaxModelLength,
+            new TaHModelInfo(model.MaxDepth, model.Decider is not null, model.Decider?.Threshold, policies, host.DefaultPolicy.ToString()));
+    }
+
+    private static readonly Lazy<string> Playground = new(() =>
+    {
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("TaH.Server.Playground.index.html")
+            ?? throw new InvalidOperationException("the playground page is not embedded");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    });
+}

@@ -1,0 +1,140 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TaH.Engine.Generation;
+using TaH.Engine.Model;
+using TaH.Engine.Serving;
+using TaH.Engine.TaH;
+using TaH.Engine.Tokenization;
+using TaH.Server.Api;
+
+namespace TaH.Server.Hosting;
+
+public enum ModelState
+{
+    Loading,
+    Ready,
+    Failed,
+    Stopping,
+}
+
+/// <summary>
+/// The served model and the engine loop over it: loaded once by <see cref="EngineService"/>,
+/// read by the endpoints. Before the model is ready, and while draining, requests get 503.
+/// </summary>
+public sealed class ModelHost : IDisposable
+{
+    private readonly ServerOptions _options;
+    private readonly IMeterFactory _meters;
+    private readonly ILogger<ModelHost> _logger;
+    private volatile ModelState _state = ModelState.Loading;
+    private TaHModel? _model;
+    private TextTokenizer? _tokenizer;
+    private InferenceEngine? _engine;
+    private EngineLoop? _loop;
+    private TaHMetrics? _metrics;
+
+    public ModelHost(IOptions<ServerOptions> options, IMeterFactory meters, ILogger<ModelHost> logger)
+    {
+        _options = options.Value;
+        _meters = meters;
+        _logger = logger;
+        var model = _options.Model ?? throw new InvalidOperationException("Server:Model (--model) is required");
+        ServedModelName = string.IsNullOrWhiteSpace(_options.ServedModelName)
+            ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model)))
+            : _options.ServedModelName;
+        DefaultPolicy = IterationPolicy.Parse(_options.Policy, _options.Threshold);
+    }
+
+    public string ServedModelName { get; }
+
+    public IterationPolicy DefaultPolicy { get; }
+
+    public ModelState State => _state;
+
+    public string? LoadError { get; private set; }
+
+    public DateTimeOffset Created { get; } = DateTimeOffset.UtcNow;
+
+    /// <summary>Test hook: awaited before loading, so tests can see the server while it loads.</summary>
+    internal Func<Task>? BeforeLoad { get; set; }
+
+    public TaHModel Model => _model ?? throw NotReady();
+
+    public TextTokenizer Tokenizer => _tokenizer ?? throw NotReady();
+
+    public InferenceEngine Engine => _engine ?? throw NotReady();
+
+    public EngineLoop Loop => _loop ?? throw NotReady();
+
+    /// <summary>Loads the checkpoint and tokenizer and builds the engine; a failure is kept in <see cref="LoadError"/>.</summary>
+    public async Task LoadAsync()
+    {
+        if (BeforeLoad is { } gate)
+        {
+            await gate();
+        }
+
+        try
+        {
+            await Task.Run(() =>
+            {
+                _logger.LogInformation("Loading {ModelDirectory}", _options.Model);
+                _model = ModelLoader.Load(_options.Model!);
+                _tokenizer = TextTokenizer.Load(_model.Directory, _options.ChatTemplate);
+                if (_model.Supports(DefaultPolicy) is { } problem)
+                {
+                    throw new ArgumentException($"--policy: {problem}");
+                }
+
+                _engine = new InferenceEngine(_model, new EngineOptions
+                {
+                    KvBlocks = _options.KvBlocks,
+                    BlockSize = _options.BlockSize,
+                    MaxModelLength = _options.MaxModelLen,
+                });
+                _metrics = new TaHMetrics(_meters);
+                _loop = new EngineLoop(_engine, _metrics, new EngineLoopOptions { MaxWaiting = _options.MaxWaiting, MaxRunning = _options.MaxRunning });
+            });
+            _state = ModelState.Ready;
+            _logger.LogInformation(
+                "Serving {ServedModel}: {Layers} layers, max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}",
+                ServedModelName, _model!.Config.NumHiddenLayers, _model.MaxDepth, _model.Decider is null ? "none" : $"threshold {_model.Decider.Threshold}",
+                _engine!.MaxModelLength, _engine.Cache.TotalBlocks, DefaultPolicy);
+        }
+        catch (Exception e)
+        {
+            LoadError = e.Message;
+            _state = ModelState.Failed;
+            throw;
+        }
+    }
+
+    /// <summary>The loop, or a 503 when the model is not serving.</summary>
+    public EngineLoop RequireReady() =>
+        _state switch
+        {
+            ModelState.Ready => _loop!,
+            ModelState.Stopping => throw ApiException.Unavailable("The server is shutting down; retry on another instance.", "server_shutting_down"),
+            ModelState.Failed => throw ApiException.Unavailable($"The model failed to load: {LoadError}", "model_load_failed"),
+            _ => throw ApiException.Unavailable("The model is still loading; retry shortly (GET /ready says when).", "model_loading"),
+        };
+
+    internal void MarkStopping()
+    {
+        if (_state == ModelState.Ready)
+        {
+            _state = ModelState.Stopping;
+        }
+    }
+
+    private static InvalidOperationException NotReady() => new("the model is not loaded");
+
+    public void Dispose()
+    {
+        _loop?.Dispose();
+        _engine?.Dispose();
+        _model?.Dispose();
+        _metrics?.Dispose();
+    }
+}

@@ -1,0 +1,71 @@
+namespace TaH.Server.Hosting;
+
+/// <summary>
+/// The server's settings, bound from the configuration section "Server" (appsettings.json,
+/// environment variables TAH_Server__Model and so on, and the <c>tah serve</c> flags, which
+/// override both).
+/// </summary>
+public sealed class ServerOptions
+{
+    public const string Section = "Server";
+
+    /// <summary>Checkpoint directory (required).</summary>
+    public string? Model { get; set; }
+
+    /// <summary>The model name clients send; defaults to the directory's name.</summary>
+    public string? ServedModelName { get; set; }
+
+    public string Host { get; set; } = "127.0.0.1";
+
+    public int Port { get; set; } = 8000;
+
+    /// <summary>Accepted bearer keys; none means no authentication. The environment variable TAH_API_KEY adds one.</summary>
+    public List<string> ApiKeys { get; set; } = [];
+
+    /// <summary>Largest request body, in bytes (413 beyond).</summary>
+    public long MaxBodyBytes { get; set; } = 4 * 1024 * 1024;
+
+    /// <summary>How long in-flight requests may run on after a stop signal before they are told and ended.</summary>
+    public double ShutdownGraceSeconds { get; set; } = 30;
+
+    /// <summary>Requests queued for admission before new ones get 429.</summary>
+    public int MaxWaiting { get; set; } = 256;
+
+    /// <summary>Sequences decoded together at most.</summary>
+    public int MaxRunning { get; set; } = 64;
+
+    /// <summary>KV blocks in the pool (shared by all depths and sequences).</summary>
+    public int KvBlocks { get; set; } = 1024;
+
+    /// <summary>Entries per KV block.</summary>
+    public int BlockSize { get; set; } = 16;
+
+    /// <summary>The longest sequence (prompt + output); defaults to the model's max_position_embeddings.</summary>
+    public int? MaxModelLen { get; set; }
+
+    /// <summary>max_tokens of a chat request that sets none (clamped to the context and the pool).</summary>
+    public int DefaultMaxTokens { get; set; } = 1024;
+
+    /// <summary>Most choices one request may ask for.</summary>
+    public int MaxN { get; set; } = 16;
+
+    /// <summary>The iteration policy of requests that name none: decider, never or always.</summary>
+    public string Policy { get; set; } = "decider";
+
+    /// <summary>Threshold override of the decider for requests that name none.</summary>
+    public double? Threshold { get; set; }
+
+    /// <summary>Chat template family to use instead of the one recognised in tokenizer_config.json (qwen3, chatml).</summary>
+    public string? ChatTemplate { get; set; }
+
+    /// <summary>qwen3 (split &lt;think&gt; into reasoning_content) or none.</summary>
+    public string ReasoningParser { get; set; } = "qwen3";
+
+    /// <summary>Console log format: text or json (compact JSON, one event per line).</summary>
+    public string LogFormat { get; set; } = "text";
+
+    /// <summary>OTLP endpoint for traces (and metrics), e.g. http://localhost:4317; none exports nothing.</summary>
+    public string? OtlpEndpoint { get; set; }
+
+    public TimeSpan ShutdownGrace => TimeSpan.FromSeconds(ShutdownGraceSeconds);
+}
