@@ -27,9 +27,12 @@ public sealed record EngineOptions
     /// <summary>Reuse the KV blocks of prompts that start the same way.</summary>
     public bool PrefixCaching { get; init; } = true;
 
-    /// <summary>Enough blocks for one request at every depth.</summary>
+    /// <summary>
+    /// Enough blocks for one request at every depth: its prompt once (samples share it) and, per
+    /// sample, its output and a copied part-filled block.
+    /// </summary>
     public static int BlocksFor(GenerationRequest request, int maxDepth, int blockSize = 16) =>
-        maxDepth * (((request.PromptTokens.Count + request.MaxTokens + blockSize) / blockSize) + 1) * Math.Max(1, request.N);
+        maxDepth * (((request.PromptTokens.Count + blockSize - 1) / blockSize) + (Math.Max(1, request.N) * (((request.MaxTokens + blockSize - 1) / blockSize) + 2)));
 }
 
 /// <summary>
@@ -74,6 +77,18 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>Prompt tokens whose keys and values came from the prefix cache.</summary>
     public long CachedPromptTokens => _scheduler.CachedPromptTokens;
+
+    /// <summary>
+    /// The most output tokens a request with this prompt and <paramref name="n"/> samples may ask
+    /// for and still fit the pool alone (the inverse of <see cref="EngineOptions.BlocksFor"/>).
+    /// </summary>
+    public int MaxTokensFitting(int promptTokens, int n = 1)
+    {
+        int blockSize = Cache.BlockSize;
+        int perDepth = Cache.TotalBlocks / Model.MaxDepth;
+        int perSample = ((perDepth - ((promptTokens + blockSize - 1) / blockSize)) / Math.Max(1, n)) - 2;
+        return Math.Max(0, perSample * blockSize);
+    }
 
     /// <summary>Called for each position that completes, when a request records positions.</summary>
     public event Action<Sequence, PositionRecord>? PositionCompleted;

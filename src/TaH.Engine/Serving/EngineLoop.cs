@@ -94,8 +94,20 @@ public sealed class EngineLoop : IDisposable
         SubmitGroup(request with { N = 1 }, cancellationToken)[0];
 
     /// <summary>Queues a request with <see cref="GenerationRequest.N"/> parallel samples sharing its prompt blocks.</summary>
-    public IReadOnlyList<RequestStream> SubmitGroup(GenerationRequest request, CancellationToken cancellationToken = default)
+    public IReadOnlyList<RequestStream> SubmitGroup(GenerationRequest request, CancellationToken cancellationToken = default) =>
+        SubmitGroup(request, Enumerable.Repeat(cancellationToken, request.N).ToArray());
+
+    /// <summary>
+    /// As <see cref="SubmitGroup(GenerationRequest, CancellationToken)"/>, with one cancellation
+    /// token per sample, so one sample can end (a stop string) while the others go on.
+    /// </summary>
+    public IReadOnlyList<RequestStream> SubmitGroup(GenerationRequest request, IReadOnlyList<CancellationToken> cancellations)
     {
+        if (cancellations.Count != request.N)
+        {
+            throw new ArgumentException($"one cancellation token per sample: {request.N} expected, {cancellations.Count} given", nameof(cancellations));
+        }
+
         if (_stopping)
         {
             throw new EngineStoppingException("the server is shutting down");
@@ -134,15 +146,13 @@ public sealed class EngineLoop : IDisposable
                 _unboundForks[request] = [.. streams.Skip(1)];
             }
         });
-        if (cancellationToken.CanBeCanceled)
+        for (int i = 0; i < streams.Length; i++)
         {
-            cancellationToken.Register(() => Post(() =>
+            var stream = streams[i];
+            if (cancellations[i].CanBeCanceled)
             {
-                foreach (var stream in streams)
-                {
-                    Cancel(stream, tell: false);
-                }
-            }));
+                cancellations[i].Register(() => Post(() => Cancel(stream, tell: false)));
+            }
         }
 
         return streams;

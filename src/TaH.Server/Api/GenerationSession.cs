@@ -48,17 +48,26 @@ public sealed class GenerationSession : IAsyncDisposable
         var session = new GenerationSession(plan);
         try
         {
-            foreach (var spec in plan.Choices)
+            // The choices of one prompt share a request: submitted together, they share its KV blocks.
+            foreach (var group in plan.Choices.GroupBy(c => c.Request, ReferenceEqualityComparer.Instance))
             {
-                var cancel = CancellationTokenSource.CreateLinkedTokenSource(aborted);
+                var specs = group.ToArray();
+                var cancels = specs.Select(_ => CancellationTokenSource.CreateLinkedTokenSource(aborted)).ToArray();
                 try
                 {
-                    var stream = loop.Submit(spec.Request, cancel.Token);
-                    session._choices.Add(new Choice(spec, stream, cancel, new ChoiceProcessor(tokenizer, plan.Output)));
+                    var streams = loop.SubmitGroup(specs[0].Request, [.. cancels.Select(c => c.Token)]);
+                    for (int k = 0; k < specs.Length; k++)
+                    {
+                        session._choices.Add(new Choice(specs[k], streams[k], cancels[k], new ChoiceProcessor(tokenizer, plan.Output)));
+                    }
                 }
                 catch
                 {
-                    cancel.Dispose();
+                    foreach (var cancel in cancels)
+                    {
+                        cancel.Dispose();
+                    }
+
                     throw;
                 }
             }

@@ -163,7 +163,6 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
         var engine = host.Engine;
         int contextLength = engine.MaxModelLength;
-        int blockSize = engine.Cache.BlockSize, depth = host.Model.MaxDepth;
         var choices = new List<ChoiceSpec>();
         int promptTokens = 0;
         for (int i = 0; i < prompts.Count; i++)
@@ -190,8 +189,8 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
                 }
             }
 
-            // What fits the KV pool at every depth (EngineOptions.BlocksFor), and the context.
-            int poolFit = ((engine.Cache.TotalBlocks / depth) - 1) * blockSize - tokens.Count - 1;
+            // What fits the KV pool at every depth, and the context.
+            int poolFit = engine.MaxTokensFitting(tokens.Count, n);
             int maxTokens;
             if (p.MaxTokens is { } asked)
             {
@@ -220,17 +219,20 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
                 }
             }
 
+            // One request for the n samples of a prompt: the engine computes the prompt once and
+            // forks it; sample k draws with seed + k.
+            var request = new GenerationRequest
+            {
+                PromptTokens = tokens,
+                MaxTokens = maxTokens,
+                Policy = policy,
+                Sampling = sampling,
+                StopTokenIds = stopIds,
+                IgnoreEos = p.IgnoreEos == true,
+                N = n,
+            };
             for (int k = 0; k < n; k++)
             {
-                var request = new GenerationRequest
-                {
-                    PromptTokens = tokens,
-                    MaxTokens = maxTokens,
-                    Policy = policy,
-                    Sampling = sampling with { Seed = sampling.Seed is { } s ? s + k : null },
-                    StopTokenIds = stopIds,
-                    IgnoreEos = p.IgnoreEos == true,
-                };
                 choices.Add(new ChoiceSpec(i * n + k, request, prompts[i].Echo, prefill));
             }
         }

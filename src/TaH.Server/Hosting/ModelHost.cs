@@ -92,9 +92,10 @@ public sealed class ModelHost : IDisposable
                     KvBlocks = _options.KvBlocks,
                     BlockSize = _options.BlockSize,
                     MaxModelLength = _options.MaxModelLen,
+                    MaxRunning = _options.MaxRunning,
                 });
                 _metrics = new TaHMetrics(_meters);
-                _loop = new EngineLoop(_engine, _metrics, new EngineLoopOptions { MaxWaiting = _options.MaxWaiting, MaxRunning = _options.MaxRunning });
+                _loop = new EngineLoop(_engine, _metrics, new EngineLoopOptions { MaxWaiting = _options.MaxWaiting });
             });
             _state = ModelState.Ready;
             _logger.LogInformation(
