@@ -60,7 +60,7 @@ public static class Endpoints
         var policies = new[] { IterationPolicy.Decider, IterationPolicy.Never, IterationPolicy.Always }
             .Where(p => model.Supports(p) is null).Select(p => p.ToString()).ToList();
         return new ModelCard(host.ServedModelName, host.Created.ToUnixTimeSeconds(), "tah", model.Directory, loop.Engine.MaxModelLength,
-            new TaHModelInfo(model.MaxDepth, model.Decider is not null, model.Decider?.Threshold, policies, host.DefaultPolicy.ToString()));
+            new TaHModelInfo(model.MaxDepth, model.Decider is not null, model.Decider?.Threshold, policies, host.DefaultPolicy.ToString(), model.Config.VocabSize));
     }
 
     private static readonly Lazy<string> Playground = new(() =>

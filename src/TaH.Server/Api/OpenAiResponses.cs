@@ -120,7 +120,7 @@ public sealed record ModelCard(string Id, long Created, string OwnedBy, string R
 }
 
 /// <summary>What the served checkpoint can do: its deepest level, and the decider's trained threshold.</summary>
-public sealed record TaHModelInfo(int MaxDepth, bool HasDecider, double? Threshold, IReadOnlyList<string> Policies, string DefaultPolicy);
+public sealed record TaHModelInfo(int MaxDepth, bool HasDecider, double? Threshold, IReadOnlyList<string> Policies, string DefaultPolicy, int VocabSize);
 
 /// <summary>OpenAI's error body.</summary>
 public sealed record ErrorResponse(ErrorBody Error);
