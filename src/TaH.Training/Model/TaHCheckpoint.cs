@@ -23,29 +23,12 @@ public static class TaHCheckpoint
     public static TrainableTaH NewBase(Qwen3Config c, long seed)
     {
         using var generator = new Generator((ulong)seed);
+        var shapes = BaseShapes(c);
         var weights = new Dictionary<string, Parameter>();
-        void Normal(string name, params long[] shape) => weights[name] = new Parameter(normal(0, 0.02, shape, generator: generator));
-        void Ones(string name, long size) => weights[name] = new Parameter(ones(size));
-
-        Normal("model.embed_tokens.weight", c.VocabSize, c.HiddenSize);
-        for (int i = 0; i < c.NumHiddenLayers; i++)
+        foreach (string name in ExpectedBaseNames(c))
         {
-            foreach (var (name, outSize, inSize) in Projections(c, i))
-            {
-                Normal($"{name}.weight", outSize, inSize);
-            }
-
-            string p = $"model.layers.{i}";
-            Ones($"{p}.input_layernorm.weight", c.HiddenSize);
-            Ones($"{p}.post_attention_layernorm.weight", c.HiddenSize);
-            Ones($"{p}.self_attn.q_norm.weight", c.HeadDim);
-            Ones($"{p}.self_attn.k_norm.weight", c.HeadDim);
-        }
-
-        Ones("model.norm.weight", c.HiddenSize);
-        if (!c.TieWordEmbeddings)
-        {
-            Normal("lm_head.weight", c.VocabSize, c.HiddenSize);
+            var shape = shapes[name];
+            weights[name] = new Parameter(name.EndsWith("norm.weight", StringComparison.Ordinal) ? ones(shape) : normal(0, 0.02, shape, generator: generator));
         }
 
         return new TrainableTaH(c, null, weights, [], []);
@@ -107,10 +90,20 @@ public static class TaHCheckpoint
         var decider = tah.Decider ?? throw new CheckpointException(tahPath, "training needs iter_decider_kwargs in tah_config.json");
         var settings = new TaHSettings { Lora = loraConfig, Decider = decider, InputTopK = tah.InputTopK };
 
+        // In the order training creates them, so that a saved optimizer state lines up on resume.
         var lora = new Dictionary<string, Parameter>();
-        using (var file = SafeTensorsCheckpoint.OpenFile(Path.Combine(directory, "lora", "adapter_model.safetensors")))
+        string adapterPath = Path.Combine(directory, "lora", "adapter_model.safetensors");
+        using (var file = SafeTensorsCheckpoint.OpenFile(adapterPath))
         {
-            foreach (string name in file.Names)
+            var names = Enumerable.Range(0, config.NumHiddenLayers).SelectMany(i => Projections(config, i))
+                .SelectMany(p => new[] { $"base_model.model.{p.Name}.lora_A.weight", $"base_model.model.{p.Name}.lora_B.weight" })
+                .Where(file.Contains).ToList();
+            if (names.Count != file.Names.Count)
+            {
+                throw new CheckpointException(adapterPath, "holds tensors that are not LoRA A/B weights of a Qwen3 projection");
+            }
+
+            foreach (string name in names)
             {
                 lora[name] = new Parameter(file.Load(name, ScalarType.Float32));
             }
@@ -295,7 +288,32 @@ public static class TaHCheckpoint
         }
     }
 
-    /// <summary>Every base weight name, in the order model.safetensors stores them.</summary>
+    private static Dictionary<string, long[]> BaseShapes(Qwen3Config c)
+    {
+        var shapes = new Dictionary<string, long[]>
+        {
+            ["model.embed_tokens.weight"] = [c.VocabSize, c.HiddenSize],
+            ["model.norm.weight"] = [c.HiddenSize],
+            ["lm_head.weight"] = [c.VocabSize, c.HiddenSize],
+        };
+        for (int i = 0; i < c.NumHiddenLayers; i++)
+        {
+            foreach (var (name, outSize, inSize) in Projections(c, i))
+            {
+                shapes[$"{name}.weight"] = [outSize, inSize];
+            }
+
+            string p = $"model.layers.{i}";
+            shapes[$"{p}.input_layernorm.weight"] = [c.HiddenSize];
+            shapes[$"{p}.post_attention_layernorm.weight"] = [c.HiddenSize];
+            shapes[$"{p}.self_attn.q_norm.weight"] = [c.HeadDim];
+            shapes[$"{p}.self_attn.k_norm.weight"] = [c.HeadDim];
+        }
+
+        return shapes;
+    }
+
+    /// <summary>Every base weight name, in the order model.safetensors stores them (and training creates them).</summary>
     private static IEnumerable<string> ExpectedBaseNames(Qwen3Config c)
     {
         yield return "model.embed_tokens.weight";

@@ -74,6 +74,9 @@ public sealed class Trainer(string name, TrainOptions options, int padId)
             using (var scope = NewDisposeScope())
             {
                 using var batch = Batch.Make(BatchAt(train, step), padId);
+
+                // Dropout draws from a per-step seed, so a resumed run repeats the uninterrupted one.
+                random.manual_seed((options.Seed * 1_000_003L) + step);
                 model.IsTraining = true;
                 optimizer.zero_grad();
                 var value = loss(model, batch);
