@@ -33,7 +33,7 @@ internal static class TrainCommand
         var output = new Option<string>("--out", "-o") { Description = "directory for tokenizer/, train.jsonl, val.jsonl, test.jsonl", Required = true };
         var train = new Option<int>("--train") { DefaultValueFactory = _ => 200_000 };
         var val = new Option<int>("--val") { Description = "validation problems (held-out loss, stage-2 threshold)", DefaultValueFactory = _ => 1000 };
-        var test = new Option<int>("--test") { Description = "test problems (the README table)", DefaultValueFactory = _ => 1000 };
+        var test = new Option<int>("--test") { Description = "test problems (the README table; operands of 3+ digits)", DefaultValueFactory = _ => 1000 };
         var minDigits = new Option<int>("--min-digits") { DefaultValueFactory = _ => 1 };
         var maxDigits = new Option<int>("--max-digits") { DefaultValueFactory = _ => 4 };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 7 };
@@ -47,11 +47,7 @@ internal static class TrainCommand
             int lo = r.GetValue(minDigits), hi = r.GetValue(maxDigits), s = r.GetValue(seed);
             DemoTokenizer.Write(Path.Combine(dir, "tokenizer"));
 
-            // Test first, then validation, then training problems that are in neither.
-            var testSet = ArithmeticTask.Generate(r.GetValue(test), s + 1, Math.Max(lo, 3), hi).Distinct().ToList();
-            var valSet = ArithmeticTask.Generate(r.GetValue(val), s + 2, lo, hi, testSet.ToHashSet()).Distinct().ToList();
-            var held = testSet.Concat(valSet).ToHashSet();
-            var trainSet = ArithmeticTask.Generate(r.GetValue(train), s, lo, hi, held);
+            var (trainSet, valSet, testSet) = ArithmeticTask.Splits(r.GetValue(train), r.GetValue(val), r.GetValue(test), lo, hi, s);
             ArithmeticTask.WriteJsonl(Path.Combine(dir, "test.jsonl"), testSet);
             ArithmeticTask.WriteJsonl(Path.Combine(dir, "val.jsonl"), valSet);
             ArithmeticTask.WriteJsonl(Path.Combine(dir, "train.jsonl"), trainSet);

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace TaH.Training.Data;
@@ -59,6 +61,9 @@ public readonly record struct AdditionProblem(long A, long B)
 /// <summary>Random addition problems: each operand gets a digit count drawn uniformly, then a uniform value.</summary>
 public static class ArithmeticTask
 {
+    // "+" stays "+" in the files (the default encoder writes \u002B).
+    private static readonly JsonSerializerOptions Json = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     public static List<AdditionProblem> Generate(int count, int seed, int minDigits, int maxDigits, IReadOnlySet<AdditionProblem>? exclude = null)
     {
         var random = new Random(seed);
@@ -83,9 +88,22 @@ public static class ArithmeticTask
         return problems;
     }
 
+    /// <summary>
+    /// The demo's three disjoint splits: test problems (operands of at least three digits, where
+    /// carries matter), validation problems not in the test set, and training problems in neither.
+    /// </summary>
+    public static (List<AdditionProblem> Train, List<AdditionProblem> Validation, List<AdditionProblem> Test) Splits(
+        int train, int validation, int test, int minDigits, int maxDigits, int seed)
+    {
+        var testSet = Generate(test, seed + 1, Math.Min(Math.Max(minDigits, 3), maxDigits), maxDigits).Distinct().ToList();
+        var validationSet = Generate(validation, seed + 2, minDigits, maxDigits, testSet.ToHashSet()).Distinct().ToList();
+        var trainSet = Generate(train, seed, minDigits, maxDigits, testSet.Concat(validationSet).ToHashSet());
+        return (trainSet, validationSet, testSet);
+    }
+
     public static void WriteJsonl(string path, IEnumerable<AdditionProblem> problems)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        File.WriteAllLines(path, problems.Select(p => p.ToChat().ToJsonString()));
+        File.WriteAllLines(path, problems.Select(p => p.ToChat().ToJsonString(Json)));
     }
 }

@@ -35,7 +35,7 @@ public static class TaHCheckpoint
     }
 
     /// <summary>
-    /// The same base weights (shared, not copied) with a fresh LoRA (PEFT's init: A Kaiming-uniform,
+    /// The same base weights (taken over, not copied: dispose the result, not <paramref name="plain"/>) with a fresh LoRA (PEFT's init: A Kaiming-uniform,
     /// B zero, so depth 2 starts as the base model) and a fresh decider (Kaiming-normal, as the reference).
     /// </summary>
     public static TrainableTaH WithNewTaH(TrainableTaH plain, TaHSettings settings, long seed)

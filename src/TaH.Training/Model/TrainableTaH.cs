@@ -47,8 +47,6 @@ public sealed class TrainableTaH : IDisposable
 {
     private const double LayerNormEps = 1e-5; // torch.nn.LayerNorm's default, as the reference decider
 
-    private readonly Tensor _invFreq;
-
     public TrainableTaH(Qwen3Config config, TaHSettings? tah, Dictionary<string, Parameter> baseWeights,
         Dictionary<string, Parameter> lora, Dictionary<string, Parameter> decider)
     {
@@ -62,11 +60,6 @@ public sealed class TrainableTaH : IDisposable
         Base = baseWeights;
         Lora = lora;
         Decider = decider;
-        using (NewDisposeScope())
-        {
-            var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(config.HeadDim);
-            _invFreq = pow(config.RopeTheta, exponents).reciprocal_().DetachFromDisposeScope();
-        }
     }
 
     public Qwen3Config Config { get; }
@@ -193,8 +186,10 @@ public sealed class TrainableTaH : IDisposable
         var c = Config;
         long b = x.shape[0], t = x.shape[1];
         int heads = c.NumAttentionHeads, kvHeads = c.NumKeyValueHeads, d = c.HeadDim;
-        using var positions = arange(t, dtype: ScalarType.Float32);
-        var freqs = positions.unsqueeze(1).mul(_invFreq.unsqueeze(0));
+        // RoPE tables computed as the engine computes them.
+        var exponents = arange(0, d, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(d);
+        var invFreq = pow(c.RopeTheta, exponents).reciprocal_();
+        var freqs = arange(t, dtype: ScalarType.Float32).unsqueeze(1).mul(invFreq.unsqueeze(0));
         var emb = cat([freqs, freqs], 1);
         var (cos, sin) = (emb.cos(), emb.sin());
 
@@ -284,7 +279,5 @@ public sealed class TrainableTaH : IDisposable
         {
             p.Dispose();
         }
-
-        _invFreq.Dispose();
     }
 }

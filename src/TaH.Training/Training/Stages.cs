@@ -67,8 +67,8 @@ public static class Stages
         }
         else
         {
-            using var reference = TaHCheckpoint.Load(referenceDir);
-            model = TaHCheckpoint.WithNewTaH(reference, settings, options.Seed);
+            // The TaH model takes over the reference's weights (and their disposal).
+            model = TaHCheckpoint.WithNewTaH(TaHCheckpoint.Load(referenceDir), settings, options.Seed);
         }
 
         using (model)
