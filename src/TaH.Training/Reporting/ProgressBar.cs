@@ -16,15 +16,17 @@ public sealed class ProgressBar(string name, int total, int start = 0)
     private int _lastLogged = -1;
     private string _line = "";
 
-    public void Update(int done, double loss, double tokensPerSecond)
+    /// <summary>Redraws the bar; loss and tokens/s are shown when given.</summary>
+    public void Update(int done, double? loss = null, double? tokensPerSecond = null)
     {
         double fraction = total == 0 ? 1 : (double)done / total;
         double rate = (done - start) / Math.Max(1e-9, _clock.Elapsed.TotalSeconds);
         var eta = rate > 0 ? TimeSpan.FromSeconds((total - done) / rate) : TimeSpan.Zero;
         int filled = (int)Math.Round(fraction * Width);
         string bar = new string('#', filled) + new string('.', Width - filled);
-        _line = string.Create(CultureInfo.InvariantCulture,
-            $"{name} [{bar}] {done}/{total} loss {loss:F4} {tokensPerSecond:N0} tok/s ETA {Format(eta)}");
+        string lossText = loss is { } l ? string.Create(CultureInfo.InvariantCulture, $" loss {l:F4}") : "";
+        string speedText = tokensPerSecond is { } s ? string.Create(CultureInfo.InvariantCulture, $" {s:N0} tok/s") : "";
+        _line = $"{name} [{bar}] {done}/{total}{lossText}{speedText} ETA {Format(eta)}";
         if (_interactive)
         {
             Console.Error.Write($"\r{_line}\u001b[K");

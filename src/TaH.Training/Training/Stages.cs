@@ -41,7 +41,7 @@ public static class Stages
         using var reference = TaHCheckpoint.Load(referenceDir);
         var progress = new ProgressBar("label", examples.Count);
         int done = 0;
-        var labelled = OracleLabels.Label(reference, examples, PadId(tokenizer), batchSize, n => progress.Update(done += n, double.NaN, 0));
+        var labelled = OracleLabels.Label(reference, examples, PadId(tokenizer), batchSize, n => progress.Update(done += n));
         progress.Done();
         OracleLabels.Write(outPath, labelled);
         int positions = labelled.Sum(e => e.Supervised.Count(s => s));
