@@ -76,6 +76,9 @@ public sealed class TrainableTaH : IDisposable
     /// <summary>iter_decider.bin's state dict (without the learned threshold, which nothing reads).</summary>
     public Dictionary<string, Parameter> Decider { get; }
 
+    /// <summary>Dropout (LoRA and decider) is on only while training; evaluation matches the engine.</summary>
+    public bool IsTraining { get; set; }
+
     public IEnumerable<Parameter> AllParameters => Base.Values.Concat(Lora.Values).Concat(Decider.Values);
 
     private Tensor EmbedTokens => Base["model.embed_tokens.weight"];
@@ -251,9 +254,6 @@ public sealed class TrainableTaH : IDisposable
         var dropped = F.dropout(x, TaH.LoraDropout, IsTraining);
         return y.add(F.linear(F.linear(dropped, a), loraB).mul(TaH.Lora.Scaling));
     }
-
-    /// <summary>Dropout (LoRA and decider) is on only while training; evaluation matches the engine.</summary>
-    public bool IsTraining { get; set; }
 
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
