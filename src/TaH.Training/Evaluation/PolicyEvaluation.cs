@@ -166,7 +166,8 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
 
         /// <summary>
         /// One problem: whether the answer was right, and for each answer token (in order) whether its
-        /// prediction iterated and its text. Tokens are classified while the output follows the gold answer.
+        /// prediction iterated and its text. A token is classified (leading digit, carry, ...) when the
+        /// tokens before it are the gold answer's, right or wrong itself.
         /// </summary>
         public void Add(List<ChatMessage> prompt, string gold, bool correct, bool[] iterated, string[] texts)
         {
@@ -181,8 +182,8 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
                     _byToken[texts[k]] = _byToken.GetValueOrDefault(texts[k]) + 1;
                 }
 
-                bool onGold = k < gold.Length ? texts[k] == gold[k].ToString() : k == gold.Length;
-                if (carries is null || !onGold || string.Concat(texts.Take(k)) != gold[..Math.Min(k, gold.Length)])
+                // Classified by the gold answer's token at k, while the output so far is the gold answer's start.
+                if (carries is null || k > gold.Length || string.Concat(texts.Take(k)) != gold[..k])
                 {
                     continue;
                 }
