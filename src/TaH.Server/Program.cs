@@ -9,6 +9,7 @@ root.Subcommands.Add(InspectCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(CreateRandomCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
 
 // `serve` is the default verb: `tah --model DIR` and a bare `tah` mean `tah serve ...`.
 bool verbGiven = args.Length > 0 && (root.Subcommands.Any(c => c.Name == args[0]) || args[0] is "-h" or "--help" or "-?" or "--version");
