@@ -2,6 +2,7 @@ using System.CommandLine;
 using TaH.Engine.Config;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
+using TaH.Training;
 
 namespace TaH.Server.Cli;
 
@@ -10,9 +11,16 @@ internal static class CommonOptions
 {
     public static Option<string> Model(bool required = true) => new("--model", "-m")
     {
-        Description = "checkpoint directory (a TaH release such as TaH-plus-1.7B, or a plain Qwen3 one)",
+        Description = required
+            ? "checkpoint directory (a TaH release such as TaH-plus-1.7B, or a plain Qwen3 one)"
+            : $"checkpoint directory (a TaH release such as TaH-plus-1.7B, or a plain Qwen3 one; default: the bundled demo model {DemoModel.FolderName})",
         Required = required,
     };
+
+    /// <summary>The directory given, else the bundled demo model.</summary>
+    public static string ModelOrDemo(string? directory) =>
+        directory ?? DemoModel.DefaultDirectory
+        ?? throw new ArgumentException($"--model is required: the bundled demo model (models/{DemoModel.FolderName}) is not installed");
 
     public static Option<string> Policy() => new("--policy")
     {

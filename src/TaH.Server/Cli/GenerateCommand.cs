@@ -11,7 +11,7 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = CommonOptions.Model();
+        var model = CommonOptions.Model(required: false);
         var prompt = new Option<string>("--prompt", "-p") { Description = "the prompt text", Required = true };
         var chat = new Option<bool>("--chat") { Description = "wrap the prompt as a user turn with the model's chat template" };
         var system = new Option<string?>("--system") { Description = "system message (with --chat)" };
@@ -29,7 +29,7 @@ internal static class GenerateCommand
         sampling.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
-            using var tah = ModelLoader.Load(result.GetValue(model)!);
+            using var tah = ModelLoader.Load(CommonOptions.ModelOrDemo(result.GetValue(model)));
             var tokenizer = TextTokenizer.Load(tah.Directory);
             string text = result.GetValue(prompt)!;
             if (result.GetValue(chat))
@@ -62,7 +62,7 @@ internal static class GenerateCommand
             };
 
             using var engine = new InferenceEngine(tah, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, tah.MaxDepth) });
-            var detokenizer = tokenizer.CreateDetokenizer();
+            var detokenizer = tokenizer.CreateDetokenizer(skipSpecialTokens: true);
             var stdout = Console.Out;
             if (useColor)
             {

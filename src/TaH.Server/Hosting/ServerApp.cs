@@ -15,6 +15,8 @@ using Serilog.Formatting.Compact;
 using TaH.Engine.Serving;
 using TaH.Server.Api;
 
+using TaH.Training;
+
 namespace TaH.Server.Hosting;
 
 /// <summary>Builds the web application: options, logging, telemetry, middleware and endpoints.</summary>
@@ -129,7 +131,9 @@ public static class ServerApp
     {
         if (string.IsNullOrWhiteSpace(o.Model))
         {
-            throw new ArgumentException("--model is required: the checkpoint directory to serve");
+            // Without --model the bundled demo model is served, so a fresh clone runs at once.
+            o.Model = DemoModel.DefaultDirectory
+                ?? throw new ArgumentException($"--model is required: no checkpoint directory given, and the bundled demo model (models/{DemoModel.FolderName}) is not installed");
         }
 
         if (!Directory.Exists(o.Model))
