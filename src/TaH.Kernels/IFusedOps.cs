@@ -1,3 +1,4 @@
+using TaH.Kernels.Cuda;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -72,4 +73,19 @@ public sealed class TorchFusedOps : IFusedOps
         var rotated = cat([halves[1].neg(), halves[0]], -1);
         return x.mul(cos).add_(rotated.mul_(sin));
     }
+}
+
+/// <summary>
+/// Chooses the ops for a device: CUDA kernels on a GPU, the TorchSharp composition elsewhere.
+/// <c>TAH_CUDA_KERNELS=0</c> keeps a GPU on the TorchSharp composition (for A/B comparisons).
+/// </summary>
+public static class FusedOps
+{
+    public static bool KernelsEnabled => Environment.GetEnvironmentVariable("TAH_CUDA_KERNELS") != "0";
+
+    public static IFusedOps For(Device device) =>
+        device.type == DeviceType.CUDA && KernelsEnabled ? new CudaFusedOps() : TorchFusedOps.Instance;
+
+    public static IPagedAttention AttentionFor(Device device) =>
+        device.type == DeviceType.CUDA && KernelsEnabled ? new CudaPagedAttention() : new ReferenceAttention();
 }

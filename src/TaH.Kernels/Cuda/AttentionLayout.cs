@@ -16,13 +16,15 @@ public sealed class AttentionLayout
 
     public const int TileMetaStride = 2 + (3 * MaxDepth);
 
-    public const int TileRows = 64;
+    /// <summary>Rows per prefill tile of the default kernel blocking (<see cref="PrefillVariant.Default"/>).</summary>
+    public const int DefaultTileRows = 128;
 
     /// <summary>A sequence with more rows than this in a step takes the prefill kernel.</summary>
     public const int DecodeRowLimit = 8;
 
-    public AttentionLayout(AttentionBatch batch)
+    public AttentionLayout(AttentionBatch batch, int rowsPerTile = DefaultTileRows)
     {
+        TileRows = rowsPerTile;
         var sequences = batch.Sequences;
         var blockTables = new List<int>();
         var entryPositions = new List<int>();
@@ -79,8 +81,7 @@ public sealed class AttentionLayout
         }
 
         var decode = new List<int>();
-        var tiles = new List<int>();
-        var tileRows = new List<int>();
+        var tiles = new List<(long Work, int[] Meta, int[] Rows)>();
         for (int s = 0; s < sequences.Count; s++)
         {
             var rows = rowsOf[s];
@@ -112,11 +113,12 @@ public sealed class AttentionLayout
 
             // Rows in position order, so each tile's keys end near its last position.
             var ordered = rows.OrderBy(r => batch.RowPosition[r]).ThenBy(r => batch.RowDepth[r]).ToArray();
-            for (int first = 0; first < ordered.Length; first += TileRows)
+            for (int first = 0; first < ordered.Length; first += rowsPerTile)
             {
-                var chunk = ordered.AsSpan(first, Math.Min(TileRows, ordered.Length - first));
-                tiles.Add(tileRows.Count);
-                tiles.Add(chunk.Length);
+                var chunk = ordered.AsSpan(first, Math.Min(rowsPerTile, ordered.Length - first));
+                var meta = new int[TileMetaStride];
+                meta[1] = chunk.Length;
+                long work = 0;
                 for (int d = 0; d < MaxDepth; d++)
                 {
                     int n = 0;
@@ -125,23 +127,34 @@ public sealed class AttentionLayout
                         n = Math.Max(n, Visible(row, d));
                     }
 
-                    tiles.Add(blockOffset[s, d]);
-                    tiles.Add(positionOffset[s, d]);
-                    tiles.Add(n);
+                    meta[2 + (3 * d)] = blockOffset[s, d];
+                    meta[3 + (3 * d)] = positionOffset[s, d];
+                    meta[4 + (3 * d)] = n;
+                    work += n;
                 }
 
-                tileRows.AddRange(chunk.ToArray());
+                tiles.Add((work, meta, chunk.ToArray()));
             }
         }
 
+        // Heaviest tiles first: they start in the first wave instead of trailing at the end.
+        var tileMeta = new List<int>();
+        var tileRows = new List<int>();
+        foreach (var (_, meta, chunkRows) in tiles.OrderByDescending(t => t.Work))
+        {
+            meta[0] = tileRows.Count;
+            tileMeta.AddRange(meta);
+            tileRows.AddRange(chunkRows);
+        }
+
         DecodeItems = decode.Count / DecodeMetaStride;
-        TileCount = tiles.Count / TileMetaStride;
+        TileCount = tiles.Count;
         RowCount = batch.RowCount;
 
         // One int32 buffer: [decode meta | tile meta | tile rows | row pos | row depth | block tables | entry positions].
-        var all = new List<int>(decode.Count + tiles.Count + tileRows.Count + (2 * batch.RowCount) + blockTables.Count + entryPositions.Count);
+        var all = new List<int>(decode.Count + tileMeta.Count + tileRows.Count + (2 * batch.RowCount) + blockTables.Count + entryPositions.Count);
         DecodeMetaOffset = Append(decode);
-        TileMetaOffset = Append(tiles);
+        TileMetaOffset = Append(tileMeta);
         TileRowsOffset = Append(tileRows);
         RowPositionOffset = Append(batch.RowPosition);
         RowDepthOffset = Append(batch.RowDepth);
@@ -160,6 +173,8 @@ public sealed class AttentionLayout
     }
 
     public int BlockSize { get; }
+
+    public int TileRows { get; }
 
     public int RowCount { get; }
 

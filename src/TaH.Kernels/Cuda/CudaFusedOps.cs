@@ -104,13 +104,3 @@ public sealed class CudaSampler
         return output.cpu().data<long>().ToArray();
     }
 }
-
-/// <summary>Chooses the ops for a device: CUDA kernels on a GPU, the TorchSharp composition elsewhere.</summary>
-public static class FusedOps
-{
-    public static IFusedOps For(Device device) =>
-        device.type == DeviceType.CUDA ? new CudaFusedOps() : TorchFusedOps.Instance;
-
-    public static IPagedAttention AttentionFor(Device device) =>
-        device.type == DeviceType.CUDA ? new CudaPagedAttention() : new ReferenceAttention();
-}

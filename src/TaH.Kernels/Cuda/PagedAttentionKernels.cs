@@ -9,11 +9,11 @@ public readonly record struct LayoutPointers(IntPtr Ints, IntPtr Slots, IntPtr W
 /// </summary>
 public sealed class PagedAttentionKernels
 {
-    private const int PrefillThreads = 128;
     private const int DecodeThreads = 128;
     private readonly CudaModule _module;
 
-    public PagedAttentionKernels(CudaDevice device, string dtype, int headDim, int groups)
+    /// <param name="prefill">The prefill kernel's blocking; <see cref="PrefillVariant.Default"/> unless given.</param>
+    public PagedAttentionKernels(CudaDevice device, string dtype, int headDim, int groups, PrefillVariant? prefill = null)
     {
         if (headDim is not (64 or 128))
         {
@@ -25,10 +25,17 @@ public sealed class PagedAttentionKernels
             throw new ArgumentException($"the CUDA attention supports 1, 2, 4 or 8 query heads per KV head (got {groups})", nameof(groups));
         }
 
+        var variant = prefill ?? PrefillVariant.Default;
+        if (variant.HeadsPerBlock < 1 || groups % variant.HeadsPerBlock != 0 || variant.RowTiles is not (1 or 2) || variant.KeyTile is not (32 or 64))
+        {
+            throw new ArgumentException($"unsupported prefill blocking {variant} for group size {groups}", nameof(prefill));
+        }
+
         Device = device;
         HeadDim = headDim;
         Groups = groups;
-        _module = device.Module("paged_attention.cu", KernelConfigurations.Attention(dtype, headDim, groups));
+        Prefill = variant;
+        _module = device.Module("paged_attention.cu", KernelConfigurations.Attention(dtype, headDim, groups, variant));
     }
 
     public CudaDevice Device { get; }
@@ -36,6 +43,10 @@ public sealed class PagedAttentionKernels
     public int HeadDim { get; }
 
     public int Groups { get; }
+
+    public PrefillVariant Prefill { get; }
+
+    public (int Registers, int LocalBytes, int StaticShared) Resources(string kernel) => _module[kernel].Resources();
 
     /// <summary>Floats of decode workspace (partial outputs, then max and sum) a layout needs.</summary>
     public (long Acc, long Ml) WorkspaceSize(AttentionLayout layout, int heads)
@@ -45,13 +56,15 @@ public sealed class PagedAttentionKernels
         return (partials * HeadDim, partials * 2);
     }
 
-    public static uint PrefillSharedBytes(int headDim) =>
-        (uint)((5 * AttentionLayout.TileRows * (headDim + 8) * 2) + (4 * AttentionLayout.TileRows * 4));
-
     /// <summary>Writes the rows' keys/values into the pool, then attention for every row into <paramref name="output"/>.</summary>
     public void Run(AttentionLayout layout, LayoutPointers p, IntPtr q, IntPtr k, IntPtr v, IntPtr keyPool, IntPtr valuePool, IntPtr output, int heads, int kvHeads, double scale)
     {
         Device.MakeCurrent();
+        if (layout.TileRows != Prefill.TileRows)
+        {
+            throw new ArgumentException($"the layout has prefill tiles of {layout.TileRows} rows, the kernel {Prefill.TileRows}");
+        }
+
         if (heads != kvHeads * Groups)
         {
             throw new ArgumentException($"{heads} heads over {kvHeads} KV heads does not match the compiled group size {Groups}");
@@ -91,7 +104,7 @@ public sealed class PagedAttentionKernels
         if (layout.TileCount > 0)
         {
             _module["prefill_attention"].Launch(
-                ((uint)layout.TileCount, (uint)heads, 1), PrefillThreads, PrefillSharedBytes(HeadDim),
+                ((uint)(heads / Prefill.HeadsPerBlock), (uint)layout.TileCount, 1), (uint)(128 * Prefill.HeadsPerBlock), Prefill.SharedBytes(HeadDim),
                 q, keyPool, valuePool, output,
                 Ints(layout.TileMetaOffset), Ints(layout.TileRowsOffset), Ints(layout.RowPositionOffset), Ints(layout.RowDepthOffset),
                 Ints(layout.BlockTablesOffset), Ints(layout.EntryPositionsOffset),

@@ -154,6 +154,7 @@ extern "C" __global__ void __launch_bounds__(DEC_THREADS) decode_attention(
             s_score[g][lane] = pa;
             s_score[g][lane + 32] = pb;
             const float sum = warp_sum(pa + pb);
+            __syncwarp();  // every lane has read s_m[g] before lane 0 replaces it
             if (lane == 0)
             {
                 const float corr = fast_exp2(m_old - m_new);
@@ -238,14 +239,25 @@ extern "C" __global__ void decode_reduce(const float* __restrict__ ws_acc, const
 }
 
 // ---------------------------------------------------------------------------------------------
-// Prefill: a tile of up to 64 rows of one sequence (any mix of positions and depths) against
-// the visible key tiles of each depth, FlashAttention-2 style on mma.sync tensor cores: 4 warps,
-// 16 query rows each, 64 keys per tile, K/V tiles gathered from the pool by cp.async into a
-// double buffer. The duo-causal rule is applied per element from the key's position and depth.
+// Prefill: a tile of up to PF_BM rows of one sequence (any mix of positions and depths) against
+// the visible key tiles of each depth, FlashAttention-2 style on mma.sync tensor cores. 4 warps
+// per query head, each owning PF_MT m16 row tiles (so every K/V fragment loaded from shared
+// memory feeds PF_MT matrix ops), PF_BN keys per tile, K/V tiles gathered from the pool by
+// cp.async into a double buffer. PF_HPB query heads of one GQA group share a block, so each K/V
+// tile is read once for all of them. The duo-causal rule is applied per element from the key's
+// position and depth, except on tiles a warp sees whole.
 
-#define PF_BM 64
+#ifndef PF_MT
+#define PF_MT 1
+#endif
+#ifndef PF_BN
 #define PF_BN 64
-#define PF_THREADS 128
+#endif
+#ifndef PF_HPB
+#define PF_HPB 1
+#endif
+#define PF_BM (64 * PF_MT)
+#define PF_THREADS (128 * PF_HPB)
 #define PF_LD (HEAD_DIM + 8)  // padded row: ldmatrix rows fall in different banks
 
 __device__ __forceinline__ void ldsm_x4(u32* r, const u16* p)
@@ -311,32 +323,34 @@ extern "C" __global__ void __launch_bounds__(PF_THREADS) prefill_attention(
     int heads, int kv_heads, int block_size, float scale_log2)
 {
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    u16* s_q = reinterpret_cast<u16*>(smem_raw);
-    u16* s_k = s_q + PF_BM * PF_LD;          // [2][PF_BN][PF_LD]
-    u16* s_v = s_k + 2 * PF_BN * PF_LD;      // [2][PF_BN][PF_LD]
+    u16* s_q = reinterpret_cast<u16*>(smem_raw);  // [PF_HPB][PF_BM][PF_LD]
+    u16* s_k = s_q + PF_HPB * PF_BM * PF_LD;  // [2][PF_BN][PF_LD]
+    u16* s_v = s_k + 2 * PF_BN * PF_LD;       // [2][PF_BN][PF_LD]
     int* s_kpos = reinterpret_cast<int*>(s_v + 2 * PF_BN * PF_LD);  // [2][PF_BN]
-    int* s_qpos = s_kpos + 2 * PF_BN;        // [PF_BM]
-    int* s_qdep = s_qpos + PF_BM;            // [PF_BM]
+    int* s_qpos = s_kpos + 2 * PF_BN;         // [PF_BM]
+    int* s_qdep = s_qpos + PF_BM;             // [PF_BM]
 
-    const int tile = blockIdx.x, h = blockIdx.y, kvh = h / (heads / kv_heads);
+    // Heads vary fastest and tiles come heaviest first (the host sorts them), so the longest
+    // blocks start in the first wave rather than trailing in the last.
+    const int tile = blockIdx.y, h0 = blockIdx.x * PF_HPB, kvh = h0 / GROUPS;
     const int* meta = tile_meta + tile * TILE_META;
     const int first = meta[0], nrows = meta[1];
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, hw = tid >> 7, h = h0 + hw;
     const long long head_stride = (long long)kv_heads * HEAD_DIM;
     constexpr int CHUNKS = HEAD_DIM / 8;  // 16-byte chunks per row
 
-    // Query tile (padding rows repeat the first row; their output is dropped).
-    for (int i = tid; i < PF_BM * CHUNKS; i += PF_THREADS)
+    // Query tiles of the block's heads (padding rows repeat the first row; their output is dropped).
+    for (int i = tid; i < PF_HPB * PF_BM * CHUNKS; i += PF_THREADS)
     {
-        const int r = i / CHUNKS, c = i % CHUNKS;
+        const int hh = i / (PF_BM * CHUNKS), r = (i / CHUNKS) % PF_BM, c = i % CHUNKS;
         const int row = tile_rows[first + (r < nrows ? r : 0)];
-        cp_async16(s_q + r * PF_LD + c * 8, q + ((long long)row * heads + h) * HEAD_DIM + c * 8);
+        cp_async16(s_q + (hh * PF_BM + r) * PF_LD + c * 8, q + ((long long)row * heads + h0 + hh) * HEAD_DIM + c * 8);
     }
-    if (tid < PF_BM)
+    for (int r = tid; r < PF_BM; r += PF_THREADS)
     {
-        const int row = tile_rows[first + (tid < nrows ? tid : 0)];
-        s_qpos[tid] = tid < nrows ? row_pos[row] : -1;
-        s_qdep[tid] = tid < nrows ? row_depth[row] : 0;
+        const int row = tile_rows[first + (r < nrows ? r : 0)];
+        s_qpos[r] = r < nrows ? row_pos[row] : -1;
+        s_qdep[r] = r < nrows ? row_depth[row] : 0;
     }
 
     int ntiles = 0;
@@ -365,111 +379,195 @@ extern "C" __global__ void __launch_bounds__(PF_THREADS) prefill_attention(
         return ref.depth + 1;
     };
 
-    int kdepth[2];
-    if (ntiles > 0) kdepth[0] = load_kv(0, 0);
+    int kd0 = 0, kd1 = 0;  // depth of the keys in buffer 0 / 1
+    if (ntiles > 0) kd0 = load_kv(0, 0);
     cp_async_commit();
 
-    // Per thread: rows g and g+8 of its warp's 16.
+    // Per thread and m tile: rows g and g+8 of the tile's 16.
     const int g = lane >> 2, t4 = lane & 3;
-    const int r0 = warp * 16 + g, r1 = r0 + 8;
+    const int wrow = warp * 16 * PF_MT;  // the warp's first row in the tile
+    const u16* sq = s_q + hw * PF_BM * PF_LD;
 
-    u32 qa[HEAD_DIM / 16][4];
-    float o[HEAD_DIM / 8][4];
+#if PF_MT == 1
+    u32 qa[HEAD_DIM / 16][4];  // one m tile: Q stays in registers
+#endif
+    float o[PF_MT][HEAD_DIM / 8][4];
+    float m[PF_MT][2], l[PF_MT][2];
+    int qpos[PF_MT][2], qdep[PF_MT][2];
 #pragma unroll
-    for (int i = 0; i < HEAD_DIM / 8; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m0 = TAH_M_INIT, m1 = TAH_M_INIT, l0 = 0.f, l1 = 0.f;
-    int qpos0 = 0, qpos1 = 0, qdep0 = 0, qdep1 = 0;
+    for (int mt = 0; mt < PF_MT; mt++)
+    {
+#pragma unroll
+        for (int i = 0; i < HEAD_DIM / 8; i++) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.f;
+        m[mt][0] = m[mt][1] = TAH_M_INIT;
+        l[mt][0] = l[mt][1] = 0.f;
+        qpos[mt][0] = qpos[mt][1] = 0;
+        qdep[mt][0] = qdep[mt][1] = 0;
+    }
+    int wpos = 0, wdep = 0;
 
     for (int t = 0; t < ntiles; t++)
     {
         const int buf = t & 1;
-        if (t + 1 < ntiles) kdepth[buf ^ 1] = load_kv(t + 1, buf ^ 1);
+        if (t + 1 < ntiles)
+        {
+            const int next = load_kv(t + 1, buf ^ 1);
+            if (buf) kd0 = next; else kd1 = next;
+        }
         cp_async_commit();
         cp_async_wait<1>();
         __syncthreads();
 
         if (t == 0)
         {
+#if PF_MT == 1
 #pragma unroll
             for (int ks = 0; ks < HEAD_DIM / 16; ks++)
             {
-                const int row = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
-                ldsm_x4(qa[ks], s_q + row * PF_LD + ks * 16 + (lane >> 4) * 8);
+                const int row = wrow + (lane & 7) + ((lane >> 3) & 1) * 8;
+                ldsm_x4(qa[ks], sq + row * PF_LD + ks * 16 + (lane >> 4) * 8);
             }
-            qpos0 = s_qpos[r0]; qpos1 = s_qpos[r1];
-            qdep0 = s_qdep[r0]; qdep1 = s_qdep[r1];
+#endif
+            wpos = 0x7fffffff;
+            wdep = 0x7fffffff;
+#pragma unroll
+            for (int mt = 0; mt < PF_MT; mt++)
+            {
+#pragma unroll
+                for (int hlf = 0; hlf < 2; hlf++)
+                {
+                    const int r = wrow + mt * 16 + g + hlf * 8;
+                    qpos[mt][hlf] = s_qpos[r];
+                    qdep[mt][hlf] = s_qdep[r];
+                    wpos = min(wpos, qpos[mt][hlf]);
+                    wdep = min(wdep, qdep[mt][hlf]);
+                }
+            }
+            // The warp's nearest position and shallowest depth: keys up to those are visible to all its rows.
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1)
+            {
+                wpos = min(wpos, __shfl_xor_sync(0xffffffffu, wpos, off));
+                wdep = min(wdep, __shfl_xor_sync(0xffffffffu, wdep, off));
+            }
         }
 
         const u16* sk = s_k + buf * PF_BN * PF_LD;
         const u16* sv = s_v + buf * PF_BN * PF_LD;
         const int* kp = s_kpos + buf * PF_BN;
-        const int kd = kdepth[buf];
+        const int kd = buf ? kd1 : kd0;
+        const bool whole = kp[PF_BN - 1] <= wpos && kd <= wdep;  // warp-uniform
 
-        // S = Q K^T for this warp's 16 rows x 64 keys.
-        float s[PF_BN / 8][4];
+        // S = Q K^T for this warp's rows x PF_BN keys; each K fragment feeds PF_MT row tiles.
+        float s[PF_MT][PF_BN / 8][4];
 #pragma unroll
-        for (int n = 0; n < PF_BN / 8; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+        for (int mt = 0; mt < PF_MT; mt++)
+#pragma unroll
+            for (int n = 0; n < PF_BN / 8; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
 #pragma unroll
         for (int ks = 0; ks < HEAD_DIM / 16; ks++)
         {
+#if PF_MT == 1
+            const u32* a0 = qa[ks];
+#else
+            u32 qf[PF_MT][4];
+#pragma unroll
+            for (int mt = 0; mt < PF_MT; mt++)
+            {
+                const int row = wrow + mt * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+                ldsm_x4(qf[mt], sq + row * PF_LD + ks * 16 + (lane >> 4) * 8);
+            }
+#endif
 #pragma unroll
             for (int kp2 = 0; kp2 < PF_BN / 16; kp2++)
             {
                 u32 b[4];
                 const int key = kp2 * 16 + (lane >> 4) * 8 + (lane & 7);
                 ldsm_x4(b, sk + key * PF_LD + ks * 16 + ((lane >> 3) & 1) * 8);
-                mma16816(s[2 * kp2], qa[ks], b[0], b[1]);
-                mma16816(s[2 * kp2 + 1], qa[ks], b[2], b[3]);
+#pragma unroll
+                for (int mt = 0; mt < PF_MT; mt++)
+                {
+#if PF_MT == 1
+                    const u32* a = a0;
+#else
+                    const u32* a = qf[mt];
+#endif
+                    mma16816(s[mt][2 * kp2], a, b[0], b[1]);
+                    mma16816(s[mt][2 * kp2 + 1], a, b[2], b[3]);
+                }
             }
         }
 
-        // Duo-causal mask, scale, row maxima.
-        float mx0 = TAH_NEG_INF, mx1 = TAH_NEG_INF;
+        u32 pa[PF_MT][PF_BN / 16][4];
 #pragma unroll
-        for (int n = 0; n < PF_BN / 8; n++)
+        for (int mt = 0; mt < PF_MT; mt++)
         {
-#pragma unroll
-            for (int e = 0; e < 2; e++)
+            // Duo-causal mask, scale, row maxima (two loops: the common whole tile needs no compares).
+            float mx0 = TAH_NEG_INF, mx1 = TAH_NEG_INF;
+            if (whole)
             {
-                const int kpos = kp[n * 8 + 2 * t4 + e];
-                const bool v0 = kpos <= qpos0 && kd <= qdep0;
-                const bool v1 = kpos <= qpos1 && kd <= qdep1;
-                s[n][e] = v0 ? s[n][e] * scale_log2 : TAH_NEG_INF;
-                s[n][2 + e] = v1 ? s[n][2 + e] * scale_log2 : TAH_NEG_INF;
-                mx0 = fmaxf(mx0, s[n][e]);
-                mx1 = fmaxf(mx1, s[n][2 + e]);
+#pragma unroll
+                for (int n = 0; n < PF_BN / 8; n++)
+                {
+#pragma unroll
+                    for (int e = 0; e < 2; e++)
+                    {
+                        s[mt][n][e] *= scale_log2;
+                        s[mt][n][2 + e] *= scale_log2;
+                        mx0 = fmaxf(mx0, s[mt][n][e]);
+                        mx1 = fmaxf(mx1, s[mt][n][2 + e]);
+                    }
+                }
+            }
+            else
+            {
+#pragma unroll
+                for (int n = 0; n < PF_BN / 8; n++)
+                {
+#pragma unroll
+                    for (int e = 0; e < 2; e++)
+                    {
+                        const int kpos = kp[n * 8 + 2 * t4 + e];
+                        const bool v0 = kpos <= qpos[mt][0] && kd <= qdep[mt][0];
+                        const bool v1 = kpos <= qpos[mt][1] && kd <= qdep[mt][1];
+                        s[mt][n][e] = v0 ? s[mt][n][e] * scale_log2 : TAH_NEG_INF;
+                        s[mt][n][2 + e] = v1 ? s[mt][n][2 + e] * scale_log2 : TAH_NEG_INF;
+                        mx0 = fmaxf(mx0, s[mt][n][e]);
+                        mx1 = fmaxf(mx1, s[mt][n][2 + e]);
+                    }
+                }
+            }
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+            const float mn0 = fmaxf(m[mt][0], mx0), mn1 = fmaxf(m[mt][1], mx1);
+            const float c0 = fast_exp2(m[mt][0] - mn0), c1 = fast_exp2(m[mt][1] - mn1);
+            m[mt][0] = mn0;
+            m[mt][1] = mn1;
+            float sum0 = 0.f, sum1 = 0.f;
+#pragma unroll
+            for (int n = 0; n < PF_BN / 8; n++)
+            {
+                const float p00 = fast_exp2(s[mt][n][0] - mn0), p01 = fast_exp2(s[mt][n][1] - mn0);
+                const float p10 = fast_exp2(s[mt][n][2] - mn1), p11 = fast_exp2(s[mt][n][3] - mn1);
+                sum0 += p00 + p01;
+                sum1 += p10 + p11;
+                // The accumulator layout of two n8 tiles is the A layout of one k16 step.
+                pa[mt][n / 2][(n & 1) * 2 + 0] = pack2(p00, p01);
+                pa[mt][n / 2][(n & 1) * 2 + 1] = pack2(p10, p11);
+            }
+            l[mt][0] = l[mt][0] * c0 + sum0;
+            l[mt][1] = l[mt][1] * c1 + sum1;
+#pragma unroll
+            for (int i = 0; i < HEAD_DIM / 8; i++)
+            {
+                o[mt][i][0] *= c0; o[mt][i][1] *= c0;
+                o[mt][i][2] *= c1; o[mt][i][3] *= c1;
             }
         }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-        const float c0 = fast_exp2(m0 - mn0), c1 = fast_exp2(m1 - mn1);
-        m0 = mn0; m1 = mn1;
-        float sum0 = 0.f, sum1 = 0.f;
-        u32 pa[PF_BN / 16][4];
-#pragma unroll
-        for (int n = 0; n < PF_BN / 8; n++)
-        {
-            const float p00 = fast_exp2(s[n][0] - mn0), p01 = fast_exp2(s[n][1] - mn0);
-            const float p10 = fast_exp2(s[n][2] - mn1), p11 = fast_exp2(s[n][3] - mn1);
-            sum0 += p00 + p01;
-            sum1 += p10 + p11;
-            // The accumulator layout of two n8 tiles is the A layout of one k16 step.
-            pa[n / 2][(n & 1) * 2 + 0] = pack2(p00, p01);
-            pa[n / 2][(n & 1) * 2 + 1] = pack2(p10, p11);
-        }
-        l0 = l0 * c0 + sum0;
-        l1 = l1 * c1 + sum1;
-#pragma unroll
-        for (int i = 0; i < HEAD_DIM / 8; i++)
-        {
-            o[i][0] *= c0; o[i][1] *= c0;
-            o[i][2] *= c1; o[i][3] *= c1;
-        }
 
-        // O += P V.
+        // O += P V; each V fragment feeds PF_MT row tiles.
 #pragma unroll
         for (int ks = 0; ks < PF_BN / 16; ks++)
         {
@@ -479,32 +577,37 @@ extern "C" __global__ void __launch_bounds__(PF_THREADS) prefill_attention(
                 u32 b[4];
                 const int key = ks * 16 + ((lane >> 3) & 1) * 8 + (lane & 7);
                 ldsm_x4_t(b, sv + key * PF_LD + np * 16 + (lane >> 4) * 8);
-                mma16816(o[2 * np], pa[ks], b[0], b[1]);
-                mma16816(o[2 * np + 1], pa[ks], b[2], b[3]);
+#pragma unroll
+                for (int mt = 0; mt < PF_MT; mt++)
+                {
+                    mma16816(o[mt][2 * np], pa[mt][ks], b[0], b[1]);
+                    mma16816(o[mt][2 * np + 1], pa[mt][ks], b[2], b[3]);
+                }
             }
         }
         __syncthreads();  // this buffer is refilled by the next iteration's prefetch
     }
     cp_async_wait<0>();
 
-    // Row sums are spread over the 4 lanes of a quad.
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float inv0 = l0 > 0.f ? 1.f / l0 : 0.f, inv1 = l1 > 0.f ? 1.f / l1 : 0.f;
-    if (r0 < nrows)
-    {
-        u16* dst = out + ((long long)tile_rows[first + r0] * heads + h) * HEAD_DIM;
 #pragma unroll
-        for (int i = 0; i < HEAD_DIM / 8; i++)
-            reinterpret_cast<u32*>(dst + i * 8 + 2 * t4)[0] = pack2(o[i][0] * inv0, o[i][1] * inv0);
-    }
-    if (r1 < nrows)
+    for (int mt = 0; mt < PF_MT; mt++)
     {
-        u16* dst = out + ((long long)tile_rows[first + r1] * heads + h) * HEAD_DIM;
 #pragma unroll
-        for (int i = 0; i < HEAD_DIM / 8; i++)
-            reinterpret_cast<u32*>(dst + i * 8 + 2 * t4)[0] = pack2(o[i][2] * inv1, o[i][3] * inv1);
+        for (int hlf = 0; hlf < 2; hlf++)
+        {
+            // Row sums are spread over the 4 lanes of a quad.
+            float sum = l[mt][hlf];
+            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+            const float inv = sum > 0.f ? 1.f / sum : 0.f;
+            const int r = wrow + mt * 16 + g + hlf * 8;
+            if (r < nrows)
+            {
+                u16* dst = out + ((long long)tile_rows[first + r] * heads + h) * HEAD_DIM;
+#pragma unroll
+                for (int i = 0; i < HEAD_DIM / 8; i++)
+                    reinterpret_cast<u32*>(dst + i * 8 + 2 * t4)[0] = pack2(o[mt][i][2 * hlf] * inv, o[mt][i][2 * hlf + 1] * inv);
+            }
+        }
     }
 }
