@@ -37,7 +37,7 @@ public sealed class InferenceEngine : IDisposable
     {
         Model = model;
         Options = options ?? new EngineOptions();
-        _attention = attention ?? new ReferenceAttention();
+        _attention = attention ?? FusedOps.AttentionFor(model.Base.Device);
         var c = model.Config;
         Cache = new KvCache(c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, Options.KvBlocks, Options.BlockSize, model.Base.DType, model.Base.Device);
         MaxModelLength = Math.Min(Options.MaxModelLength ?? c.MaxPositionEmbeddings, c.MaxPositionEmbeddings);
@@ -155,7 +155,7 @@ public sealed class InferenceEngine : IDisposable
                 continue;
             }
 
-            using var logits32 = logitsTensor.to(torch.ScalarType.Float32);
+            using var logits32 = logitsTensor.to(torch.ScalarType.Float32, torch.CPU);
             var logits = logits32.data<float>().ToArray();
             if (sequence.Request.RecordPositions)
             {
