@@ -27,13 +27,14 @@ internal static class BenchCommand
         var target = new Option<double?>("--target-share") { Description = "calibrate the decider threshold so about this share of tokens iterates (e.g. 0.06)" };
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
+        var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
         var command = new Command("bench", "measure decode tokens/s per iteration policy (batch 1, in process)")
         {
-            model, policies, promptTokens, tokens, rounds, threshold, target, json, seed,
+            model, policies, promptTokens, tokens, rounds, threshold, target, json, seed, device,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
-            using var tah = ModelLoader.Load(result.GetValue(model)!);
+            using var tah = ModelLoader.Load(result.GetValue(model)!, ModelOptions.Parse(result.GetValue(device)!));
             var random = new Random(result.GetValue(seed));
             var prompt = Enumerable.Range(0, result.GetValue(promptTokens)).Select(_ => random.Next(tah.Config.VocabSize)).ToArray();
             int decode = result.GetValue(tokens);
