@@ -260,7 +260,8 @@ internal sealed class AttentionCase
                 }
                 else
                 {
-                    int from = random.Next(d1.Length);
+                    // A chunk of at most ~200 positions, so the double reference stays quick.
+                    int from = Math.Max(0, d1.Length - random.Next(1, 200));
                     for (int i = from; i < d1.Length; i++)
                     {
                         rows.Add((1, i));
@@ -268,7 +269,7 @@ internal sealed class AttentionCase
 
                     for (int i = 0; i < d2.Length; i++)
                     {
-                        if (d2[i] >= from || random.NextDouble() < 0.1)
+                        if (d2[i] >= from || (d2[i] >= from - 100 && random.NextDouble() < 0.3))
                         {
                             rows.Add((2, i));
                         }

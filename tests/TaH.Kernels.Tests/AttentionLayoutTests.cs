@@ -40,7 +40,7 @@ public class AttentionLayoutTests
             {
                 int at = layout.TileMetaOffset + (t * AttentionLayout.TileMetaStride);
                 int first = layout.Ints[at], count = layout.Ints[at + 1];
-                Assert.InRange(count, 1, AttentionLayout.TileRows);
+                Assert.InRange(count, 1, layout.TileRows);
                 for (int i = 0; i < count; i++)
                 {
                     int row = layout.Ints[layout.TileRowsOffset + first + i];
@@ -57,6 +57,10 @@ public class AttentionLayoutTests
             Assert.Equal(b.RowCount, seen.Count);
         }
     }
+
+    [Fact]
+    public void TheDefaultLayoutMatchesTheDefaultPrefillKernel() =>
+        Assert.Equal(AttentionLayout.DefaultTileRows, PrefillVariant.Default.TileRows);
 
     [Fact]
     public void SplitsCoverTheLongestContext()

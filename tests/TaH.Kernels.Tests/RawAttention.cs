@@ -8,11 +8,12 @@ internal sealed class RawAttention : IDisposable
     private readonly List<DeviceBuffer> _buffers = [];
 
     /// <param name="randomBits">For benchmarks: fill the pools with random bits from this generator instead of the case's values.</param>
-    public RawAttention(CudaDevice device, AttentionCase c, bool poisonRowSlots = true, Random? randomBits = null)
+    public RawAttention(CudaDevice device, AttentionCase c, bool poisonRowSlots = true, Random? randomBits = null, PrefillVariant? prefill = null)
     {
         Case = c;
-        Layout = new AttentionLayout(c.Batch);
-        Kernels = new PagedAttentionKernels(device, c.Bf16 ? "bf16" : "fp16", c.HeadDim, c.Heads / c.KvHeads);
+        var variant = prefill ?? PrefillVariant.Default;
+        Layout = new AttentionLayout(c.Batch, variant.TileRows);
+        Kernels = new PagedAttentionKernels(device, c.Bf16 ? "bf16" : "fp16", c.HeadDim, c.Heads / c.KvHeads, variant);
         var keyBits = randomBits is null ? AttentionCase.Bits(c.KeyPool, c.Bf16) : RandomBits(randomBits, c.KeyPool.Length, c.Bf16);
         var valueBits = randomBits is null ? AttentionCase.Bits(c.ValuePool, c.Bf16) : RandomBits(randomBits, c.ValuePool.Length, c.Bf16);
         K = Add(DeviceBuffer.From<ushort>(AttentionCase.Bits(c.RowsOf(c.KeyPool), c.Bf16)));

@@ -109,6 +109,38 @@ internal static class TorchCheck
             Report(greedy.SequenceEqual(argmax), $"CudaSampler greedy = argmax ({string.Join(",", greedy)})");
         }
 
+        // What one TorchSharp op costs the host at batch-1 decode sizes: the engine's floor per op.
+        using (NewDisposeScope())
+        {
+            var x = randn(1, 2048, device: gpu).to(ScalarType.BFloat16);
+            var w = randn(2048, 2048, device: gpu).to(ScalarType.BFloat16);
+            for (int i = 0; i < 200; i++)
+            {
+                using var y = x.add(1);
+            }
+
+            cuda.synchronize();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            const int ops = 5000;
+            for (int i = 0; i < ops; i++)
+            {
+                using var y = x.add(1);
+            }
+
+            cuda.synchronize();
+            double perAdd = clock.Elapsed.TotalMilliseconds * 1000 / ops;
+            clock.Restart();
+            for (int i = 0; i < ops; i++)
+            {
+                using var y = nn.functional.linear(x, w);
+            }
+
+            cuda.synchronize();
+            double perLinear = clock.Elapsed.TotalMilliseconds * 1000 / ops;
+            Console.WriteLine($"TorchSharp op cost at batch 1: add {perAdd:F1} us/op, linear 2048x2048 bf16 {perLinear:F1} us/op (host-bound when above the GPU time)");
+            File.WriteAllText(Path.Combine(outDir, "torchsharp_op_cost.txt"), $"add_us {perAdd:F2}\nlinear_2048_us {perLinear:F2}\n");
+        }
+
         Console.WriteLine($"torch: {passed} passed, {failures} failed");
         return failures == 0 ? 0 : 1;
     }
