@@ -27,6 +27,10 @@ public class MemoryTests
             Sampling = new SamplingParams { Temperature = 0.8f, Seed = 7 },
             IgnoreEos = true,
         };
+        // Earlier tests' undisposed tensors awaiting finalization would otherwise count here and
+        // vanish at the first collection below (seen on a fresh clone's first run, on main too).
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
         long before = torch.Tensor.TotalCount;
         using (var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) }))
         {
