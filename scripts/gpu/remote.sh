@@ -40,6 +40,9 @@ run() { # name timeout command...
 }
 
 
+# The repository's Qwen3 tokenizer fixture, when the checkout travelled with it: lets `generate` run.
+tokenizer=""
+[ -f "$here/../tests/fixtures/qwen3-tokenizer/tokenizer.json" ] && tokenizer="--tokenizer $here/../tests/fixtures/qwen3-tokenizer"
 echo "| step | result |" > "$OUT/steps.md"; echo "|---|---|" >> "$OUT/steps.md"
 
 for step in $steps; do
@@ -68,12 +71,13 @@ for step in $steps; do
       run torch 200 dotnet "$here/kernels/TaH.Kernels.Tests.dll" torch --out "$work" ;;
     engine)
       model=$work/qwen3-1.7b
-      [ -f "$model/config.json" ] || run create-random 200 dotnet "$here/app/tah.dll" create-random --shape qwen3-1.7b --out "$model"
+      [ -f "$model/config.json" ] || run create-random 200 dotnet "$here/app/tah.dll" create-random --shape qwen3-1.7b --out "$model" $tokenizer
+      [ -n "$tokenizer" ] && run engine-generate 120 dotnet "$here/app/tah.dll" generate --model "$model" --device cuda --prompt "What is 17 * 23?" -n 16 --greedy --color never
       run engine-bench 300 dotnet "$here/app/tah.dll" bench --model "$model" --device cuda --policies never,decider,always --prompt-tokens 32 --tokens 64 --rounds 5 --target-share 0.06 --json "$OUT/bench_engine.json"
       ;;
     enginecheck)
       model=$work/qwen3-1.7b
-      [ -f "$model/config.json" ] || run create-random 200 dotnet "$here/app/tah.dll" create-random --shape qwen3-1.7b --out "$model"
+      [ -f "$model/config.json" ] || run create-random 200 dotnet "$here/app/tah.dll" create-random --shape qwen3-1.7b --out "$model" $tokenizer
       run engine-check 200 dotnet "$here/kernels/TaH.Kernels.Tests.dll" engine-check --model "$model" --prompt-tokens 24 ;;
     *) echo "unknown step $step" | tee -a "$log" ;;
   esac
