@@ -29,4 +29,25 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# --- CUDA kernels (src/TaH.Kernels/Cuda): NVRTC compiles every kernel to PTX in the tests, no GPU
+# needed. Debian ships it in non-free (libnvrtc11.2, CUDA 11.8, knows sm_90; ~50 MB), so that
+# component is enabled first. Without NVRTC the compile tests skip and say why.
+if ! /sbin/ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so'; then
+  if [ -f /etc/debian_version ] && command -v apt-get >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing libnvrtc11.2 from Debian non-free (compiles the CUDA kernels to PTX in the tests)"
+    for src in /etc/apt/sources.list.d/*.sources; do
+      [ -f "$src" ] && $sudo sed -i -E '/^Components:/ { / non-free( |$)/! s/$/ contrib non-free/ }' "$src"
+    done
+    if [ -f /etc/apt/sources.list ]; then
+      $sudo sed -i -E '/^deb .* main/ { / non-free( |$)/! s/$/ contrib non-free/ }' /etc/apt/sources.list
+    fi
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libnvrtc11.2 >/dev/null; } \
+      || echo "warning: libnvrtc11.2 could not be installed; the CUDA kernel compile tests will be skipped" >&2
+  else
+    echo "note: no libnvrtc on this machine; the CUDA kernel compile tests will be skipped" >&2
+  fi
+fi
+
 dotnet build TaH.sln -c Release -nologo -v quiet -clp:ErrorsOnly

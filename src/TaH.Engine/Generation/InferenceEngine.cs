@@ -51,7 +51,7 @@ public sealed class InferenceEngine : IDisposable
     {
         Model = model;
         Options = options ?? new EngineOptions();
-        _attention = attention ?? new ReferenceAttention();
+        _attention = attention ?? FusedOps.AttentionFor(model.Base.Device);
         var c = model.Config;
         Cache = new KvCache(c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, Options.KvBlocks, Options.BlockSize, model.Base.DType, model.Base.Device, model.MaxDepth);
         MaxModelLength = Math.Min(Options.MaxModelLength ?? c.MaxPositionEmbeddings, c.MaxPositionEmbeddings);

@@ -15,6 +15,36 @@ public sealed record ModelOptions
 
     /// <summary>Weights and activations; the CPU computes in fp32 whatever the file holds.</summary>
     public ScalarType DType { get; init; } = ScalarType.Float32;
+
+    /// <summary>
+    /// <c>cpu</c> (fp32) or <c>cuda</c> / <c>cuda:N</c> (bf16, the CUDA kernels); a GPU that
+    /// TorchSharp cannot reach is refused with the reason.
+    /// </summary>
+    public static ModelOptions Parse(string device)
+    {
+        if (device.Equals("cpu", StringComparison.OrdinalIgnoreCase))
+        {
+            return Cpu;
+        }
+
+        if (!device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new ArgumentException($"--device must be cpu or cuda[:N] (got '{device}')");
+        }
+
+        int index = 0;
+        if (device.Length > 4 && (device[4] != ':' || !int.TryParse(device.AsSpan(5), out index)))
+        {
+            throw new ArgumentException($"--device must be cpu or cuda[:N] (got '{device}')");
+        }
+
+        if (!torch.cuda.is_available())
+        {
+            throw new ArgumentException("--device cuda: TorchSharp finds no CUDA device (a CUDA build of libtorch and an NVIDIA driver are needed; see the README's GPU section)");
+        }
+
+        return new ModelOptions { Device = new Device(DeviceType.CUDA, index), DType = ScalarType.BFloat16 };
+    }
 }
 
 /// <summary>

@@ -43,6 +43,7 @@ public sealed class Qwen3Model : IDisposable
         Layers = layers;
         Norm = norm;
         LmHead = lmHead;
+        Ops = FusedOps.For(embedTokens.device);
         using (NewDisposeScope())
         {
             var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(config.HeadDim);
@@ -64,6 +65,9 @@ public sealed class Qwen3Model : IDisposable
     public Tensor LmHead { get; }
 
     public Device Device => EmbedTokens.device;
+
+    /// <summary>RMSNorm, q/k norm + RoPE and the soft input mix: CUDA kernels on a GPU, TorchSharp ops on the CPU.</summary>
+    public IFusedOps Ops { get; }
 
     /// <summary>Every weight tensor the model holds (the tied head once).</summary>
     internal IEnumerable<Tensor> Parameters()
@@ -108,10 +112,10 @@ public sealed class Qwen3Model : IDisposable
         for (int i = 0; i < Layers.Length; i++)
         {
             Capture(i, h);
-            h = Layers[i].Forward(h, i, context, Config);
+            h = Layers[i].Forward(h, i, context, Config, Ops);
         }
 
-        var output = RmsNorm(h, Norm, Config.RmsNormEps);
+        var output = Ops.RmsNorm(h, Norm, Config.RmsNormEps);
         Capture(Layers.Length, output);
         return output.MoveToOuterDisposeScope();
 
@@ -131,13 +135,7 @@ public sealed class Qwen3Model : IDisposable
     internal Tensor Logits(Tensor hidden) => F.linear(hidden, LmHead);
 
     /// <summary>Qwen3RMSNorm: normalise in fp32, scale by the weight.</summary>
-    internal static Tensor RmsNorm(Tensor x, Tensor weight, double eps)
-    {
-        using var scope = NewDisposeScope();
-        var x32 = x.to(ScalarType.Float32);
-        var normed = x32.mul(x32.square().mean([-1], keepdim: true).add_(eps).rsqrt_());
-        return weight.mul(normed.to(x.dtype)).MoveToOuterDisposeScope();
-    }
+    internal static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => TorchFusedOps.Instance.RmsNorm(x, weight, eps);
 
     public void Dispose()
     {
@@ -188,37 +186,24 @@ internal sealed class Qwen3DecoderLayer(
         new[] { InputLayernorm, QNorm, KNorm, PostAttentionLayernorm }
             .Concat(new[] { QkvProj, OProj, GateUpProj, DownProj }.SelectMany(p => p.Parameters()));
 
-    public Tensor Forward(Tensor x, int layerIndex, ForwardContext context, Qwen3Config config)
+    public Tensor Forward(Tensor x, int layerIndex, ForwardContext context, Qwen3Config config, IFusedOps ops)
     {
         using var scope = NewDisposeScope();
         long rows = x.shape[0];
         int heads = config.NumAttentionHeads, kvHeads = config.NumKeyValueHeads, headDim = config.HeadDim;
 
-        var h = Qwen3Model.RmsNorm(x, InputLayernorm, config.RmsNormEps);
+        var h = ops.RmsNorm(x, InputLayernorm, config.RmsNormEps);
         var qkv = QkvProj.Forward(h, context.Lora);
-        var parts = qkv.split([heads * headDim, kvHeads * headDim, kvHeads * headDim], 1);
-        var q = Qwen3Model.RmsNorm(parts[0].view(rows, heads, headDim), QNorm, config.RmsNormEps);
-        var k = Qwen3Model.RmsNorm(parts[1].view(rows, kvHeads, headDim), KNorm, config.RmsNormEps);
-        var v = parts[2].reshape(rows, kvHeads, headDim);
-        q = ApplyRotary(q, context.Cos, context.Sin);
-        k = ApplyRotary(k, context.Cos, context.Sin);
+        var (q, k, v) = ops.QkvNormRope(qkv, heads, kvHeads, headDim, QNorm, KNorm, context.Cos, context.Sin, config.RmsNormEps);
 
         var attention = context.Attention.Forward(
             context.Plan, q, k, v, context.Cache.Layer(layerIndex), 1.0 / Math.Sqrt(headDim));
         x = x.add(OProj.Forward(attention.view(rows, heads * headDim), context.Lora));
 
-        h = Qwen3Model.RmsNorm(x, PostAttentionLayernorm, config.RmsNormEps);
+        h = ops.RmsNorm(x, PostAttentionLayernorm, config.RmsNormEps);
         var gateUp = GateUpProj.Forward(h, context.Lora).chunk(2, 1);
         var mlp = DownProj.Forward(F.silu(gateUp[0]).mul_(gateUp[1]), context.Lora);
         return x.add_(mlp).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Rotate-half RoPE.</summary>
-    private static Tensor ApplyRotary(Tensor x, Tensor cos, Tensor sin)
-    {
-        var halves = x.chunk(2, -1);
-        var rotated = cat([halves[1].neg(), halves[0]], -1);
-        return x.mul(cos).add_(rotated.mul_(sin));
     }
 
     public void Dispose()

@@ -169,10 +169,7 @@ public sealed class TaHModel : IDisposable
         if (deeper.Length > 0)
         {
             var deeperIndex = Index(deeper, device);
-            var weights = topValues!.index_select(0, deeperIndex).narrow(1, 0, InputTopK).softmax(1);
-            var ids = topIndices!.index_select(0, deeperIndex).narrow(1, 0, InputTopK);
-            var embeddings = Base.EmbedTokens.index_select(0, ids.reshape(-1)).view(deeper.Length, InputTopK, Config.HiddenSize);
-            soft = weights.to(embeddings.dtype).unsqueeze(1).bmm(embeddings).squeeze(1);
+            soft = Base.Ops.SoftTopKMix(topValues!.index_select(0, deeperIndex), topIndices!.index_select(0, deeperIndex), InputTopK, Base.EmbedTokens);
         }
 
         var results = new StepRowResult[chunk.Length];

@@ -29,9 +29,10 @@ internal static class BenchCommand
         var target = new Option<double?>("--target-share") { Description = "calibrate the decider threshold so about this share of tokens iterates (e.g. 0.06)" };
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
-        var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process)")
+        var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
+        var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url)")
         {
-            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -58,7 +59,9 @@ internal static class BenchCommand
             }
             else
             {
-                var tah = ModelLoader.Load(result.GetValue(model) ?? throw new ArgumentException("give --model DIR, or --url of a running server"));
+                var tah = ModelLoader.Load(
+                    result.GetValue(model) ?? throw new ArgumentException("give --model DIR, or --url of a running server"),
+                    ModelOptions.Parse(result.GetValue(device)!));
                 owned = tah;
                 int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
                 var bench = new InProcessBench(tah, blocks);

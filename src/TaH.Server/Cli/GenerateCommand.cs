@@ -21,15 +21,16 @@ internal static class GenerateCommand
         var threshold = CommonOptions.Threshold();
         var color = new Option<string>("--color") { Description = "auto, always or never", DefaultValueFactory = _ => "auto" };
         var sampling = new SamplingOptions();
+        var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
 
         var command = new Command("generate", "generate text from a prompt, colouring each token by the number of passes it took")
         {
-            model, prompt, chat, system, noThink, maxTokens, policy, threshold, color,
+            model, prompt, chat, system, noThink, maxTokens, policy, threshold, color, device,
         };
         sampling.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
-            using var tah = ModelLoader.Load(CommonOptions.ModelOrDemo(result.GetValue(model)));
+            using var tah = ModelLoader.Load(CommonOptions.ModelOrDemo(result.GetValue(model)), ModelOptions.Parse(result.GetValue(device)!));
             var tokenizer = TextTokenizer.Load(tah.Directory);
             string text = result.GetValue(prompt)!;
             if (result.GetValue(chat))
