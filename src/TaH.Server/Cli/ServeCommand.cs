@@ -34,11 +34,12 @@ internal static class ServeCommand
         var reasoning = new Option<string?>("--reasoning-parser") { Description = "qwen3 (split <think> into reasoning_content; default) or none" };
         var logFormat = new Option<string?>("--log-format") { Description = "text (default) or json" };
         var otlp = new Option<string?>("--otlp-endpoint") { Description = "export traces and metrics over OTLP to this endpoint (off by default)" };
+        var device = new Option<string?>("--device") { Description = "cpu (fp32, default) or cuda[:N] (bf16 and the CUDA kernels)" };
 
         var command = new Command("serve", "serve a model over an OpenAI-compatible HTTP API (the default verb)")
         {
             model, served, host, port, apiKey, maxBody, grace, maxWaiting, maxRunning, kvBlocks, blockSize, maxModelLen,
-            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp,
+            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -70,6 +71,7 @@ internal static class ServeCommand
             Set(nameof(ServerOptions.ReasoningParser), reasoning);
             Set(nameof(ServerOptions.LogFormat), logFormat);
             Set(nameof(ServerOptions.OtlpEndpoint), otlp);
+            Set(nameof(ServerOptions.Device), device);
             var keys = result.GetValue(apiKey) ?? [];
             for (int i = 0; i < keys.Length; i++)
             {

@@ -80,7 +80,7 @@ public sealed class ModelHost : IDisposable
             await Task.Run(() =>
             {
                 _logger.LogInformation("Loading {ModelDirectory}", _options.Model);
-                _model = ModelLoader.Load(_options.Model!);
+                _model = ModelLoader.Load(_options.Model!, ModelOptions.Parse(_options.Device));
                 _tokenizer = TextTokenizer.Load(_model.Directory, _options.ChatTemplate);
                 if (_model.Supports(DefaultPolicy) is { } problem)
                 {

@@ -55,6 +55,9 @@ public sealed class ServerOptions
     /// <summary>Threshold override of the decider for requests that name none.</summary>
     public double? Threshold { get; set; }
 
+    /// <summary>cpu (fp32) or cuda[:N] (bf16 and the CUDA kernels).</summary>
+    public string Device { get; set; } = "cpu";
+
     /// <summary>Chat template family to use instead of the one recognised in tokenizer_config.json (qwen3, chatml).</summary>
     public string? ChatTemplate { get; set; }
 
