@@ -39,7 +39,7 @@ public sealed class TorchFusedOps : IFusedOps
     {
         using var scope = NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
-        var normed = x32.mul(x32.square().mean([-1], keepdim: true).add_(eps).rsqrt_());
+        var normed = x32.mul(x32.mul(x32).mean([-1], keepdim: true).add_(PinnedScalars.Of(eps)).rsqrt_());
         return weight.mul(normed.to(x.dtype)).MoveToOuterDisposeScope();
     }
 
@@ -71,7 +71,7 @@ public sealed class TorchFusedOps : IFusedOps
     {
         var halves = x.chunk(2, -1);
         var rotated = cat([halves[1].neg(), halves[0]], -1);
-        return x.mul(cos).add_(rotated.mul_(sin));
+        return x.mul(cos).add_(rotated.mul_(sin), PinnedScalars.One);
     }
 }
 

@@ -31,7 +31,7 @@ public sealed class ReferenceAttention : IPagedAttention
         var ks = keys.index_select(0, p.EntrySlots).view(s, n, kvHeads, 1, headDim).permute(0, 2, 3, 1, 4);
         var vs = values.index_select(0, p.EntrySlots).view(s, n, kvHeads, 1, headDim).permute(0, 2, 3, 1, 4);
 
-        var scores = qs.matmul(ks.transpose(-1, -2)).mul_(scale).add_(p.Mask);
+        var scores = qs.matmul(ks.transpose(-1, -2)).mul_(PinnedScalars.Of(scale)).add_(p.Mask, PinnedScalars.One);
         var output = scores.softmax(-1).matmul(vs); // [S, kvHeads, groups, R, D]
         var rows = output.permute(0, 3, 1, 2, 4).reshape(s * r, heads, headDim).index_select(0, p.RowToPadded);
         return rows.MoveToOuterDisposeScope();

@@ -1,3 +1,4 @@
+using TaH.Kernels;
 using TaH.Engine.Checkpoints;
 using TaH.Engine.Config;
 using TorchSharp;
@@ -130,7 +131,7 @@ public sealed class IterationDecider : IDisposable
             string block = $"backbone.blocks.{j}";
             var residual = _blockDims[j] != _blockDims[j + 1] ? Linear(x, $"{block}.dim_change") : x;
             var inner = F.gelu(Linear(LayerNorm(x, $"{block}.layer_norm"), $"{block}.mlp.0"));
-            x = residual.add(Linear(inner, $"{block}.mlp.3"));
+            x = residual.add(Linear(inner, $"{block}.mlp.3"), PinnedScalars.One);
         }
 
         var logit = Linear(LayerNorm(x, "backbone.output_layer.0"), "backbone.output_layer.1");

@@ -1,3 +1,4 @@
+using TaH.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -63,13 +64,13 @@ internal sealed class LoraLinear(Tensor weight, Tensor? bias, Tensor? loraA, Ten
         {
             using var down = F.linear(x, LoraA);
             using var delta = F.linear(down, LoraB);
-            return y.add_(delta);
+            return y.add_(delta, PinnedScalars.One);
         }
 
         using var selected = x.index_select(0, rows.Index!);
         using var downSel = F.linear(selected, LoraA);
         using var deltaSel = F.linear(downSel, LoraB);
-        return y.index_add_(0, rows.Index!, deltaSel, 1);
+        return y.index_add_(0, rows.Index!, deltaSel, PinnedScalars.One);
     }
 
     public void Dispose()

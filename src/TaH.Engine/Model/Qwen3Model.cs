@@ -198,12 +198,12 @@ internal sealed class Qwen3DecoderLayer(
 
         var attention = context.Attention.Forward(
             context.Plan, q, k, v, context.Cache.Layer(layerIndex), 1.0 / Math.Sqrt(headDim));
-        x = x.add(OProj.Forward(attention.view(rows, heads * headDim), context.Lora));
+        x = x.add(OProj.Forward(attention.view(rows, heads * headDim), context.Lora), PinnedScalars.One);
 
         h = ops.RmsNorm(x, PostAttentionLayernorm, config.RmsNormEps);
         var gateUp = GateUpProj.Forward(h, context.Lora).chunk(2, 1);
         var mlp = DownProj.Forward(F.silu(gateUp[0]).mul_(gateUp[1]), context.Lora);
-        return x.add_(mlp).MoveToOuterDisposeScope();
+        return x.add_(mlp, PinnedScalars.One).MoveToOuterDisposeScope();
     }
 
     public void Dispose()

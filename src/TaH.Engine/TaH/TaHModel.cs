@@ -136,7 +136,7 @@ public sealed class TaHModel : IDisposable
         {
             var previous = carried.Select(c => rows[chunk[c]].Latent!.CumulativeLogits
                 ?? throw new InvalidOperationException($"latent row at position {rows[chunk[c]].Position} needs the logits of its shallower passes")).ToArray();
-            cumulative.index_add_(0, Index(carried, device), stack(previous), 1);
+            cumulative.index_add_(0, Index(carried, device), stack(previous), PinnedScalars.One);
         }
 
         // Top-k of the cumulative logits feeds both the decider and the soft input.

@@ -1,3 +1,4 @@
+using TaH.Kernels;
 using TaH.Engine.Config;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -257,7 +258,7 @@ public sealed class TrainableTaH : IDisposable
 
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
-        var normed = x.mul(x.square().mean([-1], keepdim: true).add(Config.RmsNormEps).rsqrt());
+        var normed = x.mul(x.mul(x).mean([-1], keepdim: true).add(PinnedScalars.Of(Config.RmsNormEps)).rsqrt());
         return weight.mul(normed);
     }
 
