@@ -87,5 +87,5 @@ public static class FusedOps
         device.type == DeviceType.CUDA && KernelsEnabled ? new CudaFusedOps() : TorchFusedOps.Instance;
 
     public static IPagedAttention AttentionFor(Device device) =>
-        device.type == DeviceType.CUDA && KernelsEnabled ? new CudaPagedAttention() : new ReferenceAttention();
+        device.type == DeviceType.CUDA && KernelsEnabled ? new CudaPagedAttention() : new CpuPagedAttention();
 }

@@ -5,16 +5,30 @@ using static TorchSharp.torch;
 namespace TaH.Engine.Tests.Kernels;
 
 /// <summary>
-/// The paged duo-causal reference against a naive computation written here: for each row, loop
-/// over the sequence's entries, keep those the rule allows, softmax in double precision.
+/// The paged duo-causal attention implementations against a naive computation written here: for
+/// each row, loop over the sequence's entries, keep those the rule allows, softmax in double
+/// precision.
 /// </summary>
 public class ReferenceAttentionTests
 {
+    public static TheoryData<string, int, int, int, int, int, int> Cases()
+    {
+        var data = new TheoryData<string, int, int, int, int, int, int>();
+        foreach (string backend in new[] { "reference", "cpu" })
+        {
+            // backend, sequences, heads, kvHeads, headDim, blockSize, most rows of one sequence
+            data.Add(backend, 1, 4, 2, 8, 4, 4);
+            data.Add(backend, 3, 4, 4, 16, 2, 4);
+            data.Add(backend, 5, 8, 2, 4, 3, 4);
+            data.Add(backend, 4, 4, 2, 16, 4, 20); // some sequences past CpuPagedAttention.MaxDirectRows
+        }
+
+        return data;
+    }
+
     [Theory]
-    [InlineData(1, 4, 2, 8, 4)]
-    [InlineData(3, 4, 4, 16, 2)]
-    [InlineData(5, 8, 2, 4, 3)]
-    public void MatchesNaiveDuoCausalAttention(int sequences, int heads, int kvHeads, int headDim, int blockSize)
+    [MemberData(nameof(Cases))]
+    public void MatchesNaiveDuoCausalAttention(string backend, int sequences, int heads, int kvHeads, int headDim, int blockSize, int maxRows)
     {
         var random = new Random(1234 + sequences);
         int blocks = 64;
@@ -30,7 +44,7 @@ public class ReferenceAttentionTests
         var rowSlot = new List<long>();
         for (int s = 0; s < sequences; s++)
         {
-            int length = random.Next(1, 12);
+            int length = random.Next(1, Math.Max(12, maxRows + 8));
             var depth1 = Entries(Enumerable.Range(0, length).ToArray());
             var iterated = Enumerable.Range(0, length).Where(_ => random.NextDouble() < 0.4).ToArray();
             var depth2 = Entries(iterated);
@@ -39,7 +53,7 @@ public class ReferenceAttentionTests
             // Rows: a few of this sequence's entries at either depth (their own slot is their write slot).
             var candidates = Enumerable.Range(0, depth1.Count).Select(i => (Depth: 1, Index: i))
                 .Concat(Enumerable.Range(0, depth2.Count).Select(i => (Depth: 2, Index: i)))
-                .OrderBy(_ => random.Next()).Take(random.Next(1, 5)).ToList();
+                .OrderBy(_ => random.Next()).Take(random.Next(1, maxRows + 1)).ToList();
             foreach (var (depth, index) in candidates)
             {
                 var table = depth == 1 ? depth1 : depth2;
@@ -52,13 +66,19 @@ public class ReferenceAttentionTests
 
         var batch = new AttentionBatch(blockSize, seqs, [.. rowSeq], [.. rowPos], [.. rowDepth], [.. rowSlot]);
         int rows = batch.RowCount;
+        if (maxRows > CpuPagedAttention.MaxDirectRows)
+        {
+            // Both of CpuPagedAttention's paths: direct rows and a sequence with many rows.
+            Assert.Contains(rowSeq.GroupBy(s => s), g => g.Count() > CpuPagedAttention.MaxDirectRows);
+            Assert.Contains(rowSeq.GroupBy(s => s), g => g.Count() <= CpuPagedAttention.MaxDirectRows);
+        }
         using var q = randn(rows, heads, headDim);
         using var slotIndex = tensor(rowSlot.ToArray());
         using var k = keys.index_select(0, slotIndex);
         using var v = values.index_select(0, slotIndex);
         double scale = 1.0 / Math.Sqrt(headDim);
 
-        var attention = new ReferenceAttention();
+        IPagedAttention attention = backend == "cpu" ? new CpuPagedAttention() : new ReferenceAttention();
         using var plan = attention.Prepare(batch, CPU);
         using var output = attention.Forward(plan, q, k, v, new LayerKv(keys, values), scale);
 
@@ -78,8 +98,10 @@ public class ReferenceAttentionTests
         }
     }
 
-    [Fact]
-    public void WritesTheRowsKeysAndValuesIntoTheirSlots()
+    [Theory]
+    [InlineData("reference")]
+    [InlineData("cpu")]
+    public void WritesTheRowsKeysAndValuesIntoTheirSlots(string backend)
     {
         using var keys = zeros(8, 1, 2);
         using var values = zeros(8, 1, 2);
@@ -88,7 +110,7 @@ public class ReferenceAttentionTests
         using var q = ones(2, 1, 2);
         using var k = tensor(new float[] { 1, 2, 3, 4 }, [2, 1, 2]);
         using var v = tensor(new float[] { 5, 6, 7, 8 }, [2, 1, 2]);
-        var attention = new ReferenceAttention();
+        IPagedAttention attention = backend == "cpu" ? new CpuPagedAttention() : new ReferenceAttention();
         using var plan = attention.Prepare(batch, CPU);
         using var output = attention.Forward(plan, q, k, v, new LayerKv(keys, values), 1.0);
 

@@ -1,0 +1,204 @@
+using System.Buffers;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TaH.Kernels;
+
+/// <summary>
+/// Duo-causal paged attention on the CPU. A row of a sequence with few rows in the step (a
+/// decode token, a latent iteration) reads its visible entries straight from the pool's blocks,
+/// one (row, KV head) per work item, with SIMD dot products and no gathered copy of the cache:
+/// decode costs one read of the visible keys and values. A sequence with many rows (a prompt
+/// chunk) goes to the <see cref="ReferenceAttention"/>'s batched matrix products, which win there.
+/// </summary>
+public sealed class CpuPagedAttention : IPagedAttention
+{
+    /// <summary>Sequences with more rows than this in a step take the batched path.</summary>
+    public const int MaxDirectRows = 8;
+
+    private readonly ReferenceAttention _reference = new();
+
+    public AttentionPlan Prepare(AttentionBatch batch, Device device) => new Plan(batch, device, _reference);
+
+    public Tensor Forward(AttentionPlan plan, Tensor q, Tensor k, Tensor v, LayerKv kv, double scale)
+    {
+        var p = (Plan)plan;
+        if (p.Direct.Length == 0 || q.dtype != ScalarType.Float32 || kv.Keys.dtype != ScalarType.Float32 || q.device_type != DeviceType.CPU)
+        {
+            return _reference.Forward(p.Whole!, q, k, v, kv, scale);
+        }
+
+        using var scope = NewDisposeScope();
+        kv.Keys.index_copy_(0, p.AllSlots!, k);
+        kv.Values.index_copy_(0, p.AllSlots!, v);
+        var output = empty(q.shape, dtype: ScalarType.Float32, device: q.device);
+        if (p.Batched is { } batched)
+        {
+            var rows = p.BatchedRows!;
+            var part = _reference.Forward(batched, q.index_select(0, rows), k.index_select(0, rows), v.index_select(0, rows), kv, scale);
+            output.index_copy_(0, rows, part);
+        }
+
+        Direct(p, q.contiguous(), kv, output, (float)scale);
+        return output.MoveToOuterDisposeScope();
+    }
+
+    private static unsafe void Direct(Plan p, Tensor q, LayerKv kv, Tensor output, float scale)
+    {
+        // Raw pointers into contiguous CPU storage (the tensors outlive the parallel loop).
+        int heads = (int)q.shape[1], headDim = (int)q.shape[2], kvHeads = (int)kv.Keys.shape[1];
+        int groups = heads / kvHeads;
+        float* qs = (float*)Cuda.CudaNative.THSTensor_data(q.Handle);
+        float* keys = (float*)Cuda.CudaNative.THSTensor_data(kv.Keys.Handle);
+        float* values = (float*)Cuda.CudaNative.THSTensor_data(kv.Values.Handle);
+        float* outs = (float*)Cuda.CudaNative.THSTensor_data(output.Handle);
+        int[] rows = p.Direct, offsets = p.EntryOffsets;
+        long[] slots = p.EntrySlots;
+
+        Parallel.For(0, rows.Length * kvHeads, item =>
+        {
+            int i = item / kvHeads, h = item % kvHeads, row = rows[i];
+            int first = offsets[i], count = offsets[i + 1] - first;
+            float[] rented = ArrayPool<float>.Shared.Rent(groups * count);
+            try
+            {
+                var scores = rented.AsSpan(0, groups * count);
+                for (int e = 0; e < count; e++)
+                {
+                    var key = new ReadOnlySpan<float>(keys + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
+                    for (int g = 0; g < groups; g++)
+                    {
+                        var query = new ReadOnlySpan<float>(qs + (((long)row * heads) + (h * groups) + g) * headDim, headDim);
+                        scores[(g * count) + e] = TensorPrimitives.Dot(query, key) * scale;
+                    }
+                }
+
+                for (int g = 0; g < groups; g++)
+                {
+                    var weights = scores.Slice(g * count, count);
+                    TensorPrimitives.SoftMax(weights, weights);
+                    var result = new Span<float>(outs + ((((long)row * heads) + (h * groups) + g) * headDim), headDim);
+                    result.Clear();
+                    for (int e = 0; e < count; e++)
+                    {
+                        var value = new ReadOnlySpan<float>(values + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
+                        TensorPrimitives.MultiplyAdd(value, weights[e], result, result);
+                    }
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(rented);
+            }
+        });
+    }
+
+    private sealed class Plan : AttentionPlan
+    {
+        public Plan(AttentionBatch batch, Device device, ReferenceAttention reference)
+            : base(batch)
+        {
+            var rowsOf = new List<int>[batch.Sequences.Count];
+            for (int row = 0; row < batch.RowCount; row++)
+            {
+                (rowsOf[batch.RowSequence[row]] ??= []).Add(row);
+            }
+
+            bool Many(int s) => rowsOf[s] is { Count: > MaxDirectRows };
+            Direct = [.. Enumerable.Range(0, batch.RowCount).Where(r => !Many(batch.RowSequence[r]))];
+            if (Direct.Length == 0)
+            {
+                Whole = reference.Prepare(batch, device);
+                return;
+            }
+
+            // Each direct row's visible entries: at every depth up to its own, the entries at
+            // positions up to its own (positions ascend within a table, so a prefix of it).
+            EntryOffsets = new int[Direct.Length + 1];
+            var entries = new List<long>();
+            for (int i = 0; i < Direct.Length; i++)
+            {
+                int row = Direct[i];
+                var sequence = batch.Sequences[batch.RowSequence[row]];
+                for (int depth = 1; depth <= Math.Min(batch.RowDepth[row], sequence.Depths.Count); depth++)
+                {
+                    var table = sequence.Depths[depth - 1];
+                    int visible = UpperBound(table.Positions, table.Count, batch.RowPosition[row]);
+                    for (int e = 0; e < visible; e++)
+                    {
+                        entries.Add(batch.SlotOf(table, e));
+                    }
+                }
+
+                EntryOffsets[i + 1] = entries.Count;
+            }
+
+            EntrySlots = [.. entries];
+            AllSlots = tensor(batch.RowSlot, device: device);
+
+            var batchedSequences = Enumerable.Range(0, batch.Sequences.Count).Where(Many).ToArray();
+            if (batchedSequences.Length > 0)
+            {
+                var rows = batchedSequences.SelectMany(s => rowsOf[s]).ToArray();
+                var index = batchedSequences.Select((s, i) => (s, i)).ToDictionary(x => x.s, x => x.i);
+                var sub = new AttentionBatch(
+                    batch.BlockSize,
+                    [.. batchedSequences.Select(s => batch.Sequences[s])],
+                    [.. rows.Select(r => index[batch.RowSequence[r]])],
+                    [.. rows.Select(r => batch.RowPosition[r])],
+                    [.. rows.Select(r => batch.RowDepth[r])],
+                    [.. rows.Select(r => batch.RowSlot[r])]);
+                Batched = reference.Prepare(sub, device);
+                BatchedRows = tensor(rows.Select(r => (long)r).ToArray(), device: device);
+            }
+        }
+
+        /// <summary>The reference's plan for the whole batch, when no row goes direct.</summary>
+        public AttentionPlan? Whole { get; }
+
+        public int[] Direct { get; }
+
+        public int[] EntryOffsets { get; } = [];
+
+        public long[] EntrySlots { get; } = [];
+
+        public Tensor? AllSlots { get; }
+
+        public AttentionPlan? Batched { get; }
+
+        public Tensor? BatchedRows { get; }
+
+        private static int UpperBound(int[] ascending, int count, int position)
+        {
+            int lo = 0, hi = count;
+            while (lo < hi)
+            {
+                int mid = (lo + hi) / 2;
+                if (ascending[mid] <= position)
+                {
+                    lo = mid + 1;
+                }
+                else
+                {
+                    hi = mid;
+                }
+            }
+
+            return lo;
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (!disposing)
+            {
+                return;
+            }
+
+            Whole?.Dispose();
+            Batched?.Dispose();
+            AllSlots?.Dispose();
+            BatchedRows?.Dispose();
+        }
+    }
+}
