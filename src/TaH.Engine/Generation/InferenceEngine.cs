@@ -262,6 +262,7 @@ public sealed class InferenceEngine : IDisposable
         var policy = request.Policy;
         string? policyKey = Model.MaxDepth < 2 || policy.Kind == PolicyKind.Never ? null
             : policy.Kind == PolicyKind.Always ? "always"
+            : policy.Rate is { } rate ? $"decider-rate:{rate:R}"
             : $"decider:{policy.Threshold ?? Model.Decider!.Threshold:R}";
         var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey);
         _sequences.Add(sequence);

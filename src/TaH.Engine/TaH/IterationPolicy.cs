@@ -13,9 +13,20 @@ public enum PolicyKind
     Always,
 }
 
-/// <summary>How deep tokens go: a policy, and for the decider an optional threshold override.</summary>
-public readonly record struct IterationPolicy(PolicyKind Kind, double? Threshold = null)
+/// <summary>
+/// How deep tokens go: a policy, and for the decider an optional threshold override. A decider
+/// with a <see cref="Rate"/> is for benchmarks on random weights, whose continue probabilities
+/// mean nothing: the decider still runs (its cost is paid), but a position goes deeper when a
+/// hash of (position, depth, token) falls below the rate, so the share is the rate whatever the
+/// weights, and a recomputed or batched sequence decides the same.
+/// </summary>
+public readonly record struct IterationPolicy(PolicyKind Kind, double? Threshold = null, double? Rate = null)
 {
+    public static IterationPolicy DeciderAtRate(double rate) =>
+        double.IsNaN(rate) || rate < 0 || rate > 1
+            ? throw new ArgumentException($"iteration rate {rate} is outside [0, 1]", nameof(rate))
+            : new(PolicyKind.Decider, Rate: rate);
+
     public static IterationPolicy Decider => new(PolicyKind.Decider);
 
     public static IterationPolicy Never => new(PolicyKind.Never);
@@ -44,6 +55,7 @@ public readonly record struct IterationPolicy(PolicyKind Kind, double? Threshold
     public override string ToString() =>
         Kind switch
         {
+            PolicyKind.Decider when Rate is { } r => $"decider(rate={r.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture)})",
             PolicyKind.Decider when Threshold is { } t => $"decider(threshold={t.ToString("0.####", System.Globalization.CultureInfo.InvariantCulture)})",
             PolicyKind.Decider => "decider",
             PolicyKind.Never => "never",

@@ -34,7 +34,7 @@ public sealed class StepRow
     /// <summary>Whether the caller wants this position's final logits once it stops (to sample, or to inspect).</summary>
     public bool WantsLogits { get; }
 
-    /// <summary>The token id of a depth-1 row.</summary>
+    /// <summary>The token id at this position (a latent row's is its depth-1 token).</summary>
     public int Token { get; private init; }
 
     /// <summary>What a latent row continues from (soft input, carried logits); null at depth 1.</summary>
@@ -44,7 +44,7 @@ public sealed class StepRow
         new(kv, position, 1, policy, wantsLogits, slot) { Token = token };
 
     public static StepRow ForLatent(SequenceKv kv, LatentState latent, IterationPolicy policy, bool wantsLogits, long slot) =>
-        new(kv, latent.Position, latent.Depth, policy, wantsLogits, slot) { Latent = latent };
+        new(kv, latent.Position, latent.Depth, policy, wantsLogits, slot) { Latent = latent, Token = latent.Token };
 }
 
 /// <summary>
@@ -52,9 +52,12 @@ public sealed class StepRow
 /// pass <c>[hidden]</c>, and the cumulative logits so far <c>[vocab]</c> when they are still needed
 /// (to output, or to decide again). Owns its tensors.
 /// </summary>
-public sealed class LatentState(int position, int depth, torch.Tensor softInput, torch.Tensor? cumulativeLogits, double? firstContinueProbability) : IDisposable
+public sealed class LatentState(int position, int token, int depth, torch.Tensor softInput, torch.Tensor? cumulativeLogits, double? firstContinueProbability) : IDisposable
 {
     public int Position { get; } = position;
+
+    /// <summary>The position's input token.</summary>
+    public int Token { get; } = token;
 
     /// <summary>The decider's probability after the first pass, carried to the position's result.</summary>
     public double? FirstContinueProbability { get; } = firstContinueProbability;
@@ -68,7 +71,7 @@ public sealed class LatentState(int position, int depth, torch.Tensor softInput,
 
     /// <summary>An independent copy (for a forked sequence).</summary>
     public LatentState Clone() =>
-        new(Position, Depth, SoftInput.clone().DetachFromDisposeScope(), CumulativeLogits?.clone().DetachFromDisposeScope(), FirstContinueProbability);
+        new(Position, Token, Depth, SoftInput.clone().DetachFromDisposeScope(), CumulativeLogits?.clone().DetachFromDisposeScope(), FirstContinueProbability);
 
     public void Dispose()
     {

@@ -184,6 +184,7 @@ public sealed class TaHModel : IDisposable
                 bool carry = row.WantsLogits || row.Depth + 1 < MaxDepth;
                 var next = new LatentState(
                     row.Position,
+                    row.Token,
                     row.Depth + 1,
                     soft![nextDeeper].clone().DetachFromDisposeScope(),
                     carry ? cumulative[c].clone().DetachFromDisposeScope() : null,
@@ -206,9 +207,20 @@ public sealed class TaHModel : IDisposable
         row.Policy.Kind switch
         {
             PolicyKind.Always => true,
+            PolicyKind.Decider when row.Policy.Rate is { } rate => RateDraw(row) < rate,
             PolicyKind.Decider => probability!.Value > (row.Policy.Threshold ?? Decider!.Threshold),
             _ => false,
         };
+
+    /// <summary>A uniform draw in [0, 1) fixed by the row's content (SplitMix64 finaliser).</summary>
+    private static double RateDraw(StepRow row)
+    {
+        ulong z = ((ulong)(uint)row.Position << 32) ^ ((ulong)(uint)row.Token * 0x9E3779B97F4A7C15UL) ^ ((ulong)row.Depth << 60);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (z >> 11) * (1.0 / (1UL << 53));
+    }
 
     private static Tensor Index(IEnumerable<int> indices, Device device) =>
         tensor(indices.Select(i => (long)i).ToArray(), device: device);

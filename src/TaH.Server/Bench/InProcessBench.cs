@@ -52,25 +52,4 @@ internal sealed class InProcessBench(TaHModel model, int kvBlocks)
 
         return timings.Result();
     }
-
-    /// <summary>
-    /// A threshold that about <paramref name="share"/> of decoded tokens' first-pass continue
-    /// probabilities exceed, measured on a decode with iteration switched off.
-    /// </summary>
-    public double Calibrate(int promptTokens, int tokens, double share, int seed)
-    {
-        var random = new Random(seed);
-        var request = new GenerationRequest
-        {
-            PromptTokens = [.. Enumerable.Range(0, promptTokens).Select(_ => random.Next(model.Config.VocabSize))],
-            MaxTokens = Math.Max(64, 2 * tokens),
-            Policy = new IterationPolicy(PolicyKind.Decider, 1.0),
-            Sampling = Sampling,
-            IgnoreEos = true,
-        };
-        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
-        var probabilities = engine.Generate(request).Select(e => e.ContinueProbability).OfType<double>().OrderDescending().ToArray();
-        int keep = Math.Clamp((int)Math.Round(share * probabilities.Length), 0, probabilities.Length - 1);
-        return probabilities[keep];
-    }
 }

@@ -9,8 +9,9 @@ namespace TaH.Server.Cli;
 /// <summary>
 /// <c>tah bench</c>: decode throughput and latency per iteration policy and concurrency, measured
 /// side by side in one run (interleaved rounds, medians), so the ratios hold on a noisy machine.
-/// A random-weight model has no meaningful decider threshold, so one can be calibrated to a
-/// target share of iterating tokens.
+/// A random-weight model's decider probabilities mean nothing (and swing from one prompt to the
+/// next), so <c>--target-share</c> runs the decider but picks the iterating tokens by a hash at
+/// that rate: the cost of a realistic iteration rate without a trained model.
 /// </summary>
 internal static class BenchCommand
 {
@@ -26,7 +27,7 @@ internal static class BenchCommand
         var rounds = new Option<int>("--rounds") { Description = "runs per cell, interleaved; medians are reported", DefaultValueFactory = _ => 1 };
         var kvBlocks = new Option<int>("--kv-blocks") { Description = "KV pool size in blocks of 16 (default: enough for every request)" };
         var threshold = CommonOptions.Threshold();
-        var target = new Option<double?>("--target-share") { Description = "calibrate the decider threshold so about this share of tokens iterates (e.g. 0.06)" };
+        var target = new Option<double?>("--target-share") { Description = "the decider runs, but this share of tokens (e.g. 0.06), picked by a hash, iterates: for random-weight models" };
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
@@ -40,6 +41,11 @@ internal static class BenchCommand
             var levels = ParseList(result.GetValue(concurrency)!, "--concurrency");
             string[] policyNames = result.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             double? chosenThreshold = result.GetValue(threshold);
+            if (chosenThreshold is not null && result.GetValue(target) is not null)
+            {
+                throw new ArgumentException("give --threshold (a trained decider) or --target-share (a random one), not both");
+            }
+
             Func<BenchScenario, int, BenchResult> run;
             object context;
             IDisposable? owned;
@@ -65,12 +71,6 @@ internal static class BenchCommand
                 owned = tah;
                 int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
                 var bench = new InProcessBench(tah, blocks);
-                if (result.GetValue(target) is { } share)
-                {
-                    chosenThreshold = bench.Calibrate(prompt, decode, share, result.GetValue(seed));
-                    Console.Error.WriteLine($"calibrated decider threshold {chosenThreshold:F4} for a target share of {share:P1}");
-                }
-
                 foreach (string name in policyNames)
                 {
                     if (tah.Supports(IterationPolicy.Parse(name)) is { } problem)
@@ -88,6 +88,7 @@ internal static class BenchCommand
                     kv_blocks = blocks,
                     torch_threads = TorchSharp.torch.get_num_threads(),
                     decider_threshold = chosenThreshold,
+                    decider_rate = result.GetValue(target),
                     rounds = result.GetValue(rounds),
                 };
                 Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}; " +
@@ -96,8 +97,10 @@ internal static class BenchCommand
 
             using (owned)
             {
+                double? rate = result.GetValue(target);
                 var chosen = policyNames
-                    .Select(p => IterationPolicy.Parse(p, p.StartsWith("decider", StringComparison.OrdinalIgnoreCase) ? chosenThreshold : null))
+                    .Select(p => IterationPolicy.Parse(p, IsDecider(p) ? chosenThreshold : null))
+                    .Select(p => p.Kind == PolicyKind.Decider && rate is { } r ? IterationPolicy.DeciderAtRate(r) : p)
                     .ToArray();
                 run(new BenchScenario(chosen[0], 1, prompt, 8), -1); // warm-up: allocator, caches, connections
                 var scenarios = levels.SelectMany(c => chosen.Select(p => new BenchScenario(p, c, prompt, decode))).ToList();
@@ -143,6 +146,8 @@ internal static class BenchCommand
             Console.Error.WriteLine();
         }
     }
+
+    private static bool IsDecider(string policy) => policy.StartsWith("decider", StringComparison.OrdinalIgnoreCase);
 
     private static int[] ParseList(string text, string option) =>
         [.. text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
