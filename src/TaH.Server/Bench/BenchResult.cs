@@ -83,14 +83,21 @@ internal sealed class RunTimings(BenchScenario scenario)
     }
 
     /// <summary>
-    /// Decode throughput counts every token after each request's first, over the time from the
-    /// moment all requests had their first token to the last token of all.
+    /// Decode throughput is taken over the window in which every request is decoding: from the
+    /// moment all had their first token to the moment the first one finished. Requests that start
+    /// together end apart (one that iterates more takes more steps), and the drain after the first
+    /// finish runs at a lower concurrency than the one measured, which a server refills.
     /// </summary>
     public BenchResult Result()
     {
         var firsts = _requests.Select(r => r.Tokens[0]).ToArray();
-        double decodeStart = firsts.Max(), end = _requests.Max(r => r.Tokens[^1]);
-        int decodeTokens = _requests.Sum(r => r.Tokens.Count(t => t > decodeStart));
+        double decodeStart = firsts.Max(), end = _requests.Min(r => r.Tokens[^1]);
+        if (end <= decodeStart)
+        {
+            end = _requests.Max(r => r.Tokens[^1]); // too short for a common window: the whole tail
+        }
+
+        int decodeTokens = _requests.Sum(r => r.Tokens.Count(t => t > decodeStart && t <= end));
         var ttft = _requests.Select(r => r.Tokens[0] - r.Submitted).ToArray();
         var gaps = _requests.SelectMany(r => r.Tokens.Zip(r.Tokens.Skip(1), (a, b) => b - a)).ToArray();
         return new BenchResult(

@@ -1,0 +1,46 @@
+using TaH.Engine.TaH;
+using TaH.Server.Bench;
+
+namespace TaH.Server.Tests;
+
+/// <summary>How the benchmark turns token timestamps into figures, on timestamps worked out by hand.</summary>
+public sealed class BenchTimingsTests
+{
+    [Fact]
+    public void DecodeThroughputIsTakenWhileEveryRequestDecodes()
+    {
+        var timings = new RunTimings(new BenchScenario(IterationPolicy.Never, 2, 4, 4));
+        int a = timings.AddRequest(0), b = timings.AddRequest(0);
+        foreach (double t in new[] { 100.0, 200, 300, 400 })
+        {
+            timings.Token(a, t, 1);
+        }
+
+        // b starts later and drains alone after a's last token at 400 ms.
+        foreach (double t in new[] { 150.0, 250, 350, 450, 550, 650 })
+        {
+            timings.Token(b, t, t == 250 ? 2 : 1);
+        }
+
+        var result = timings.Result();
+
+        // Window (150, 400] ms: a's 200, 300, 400 and b's 250, 350 = 5 tokens in 0.25 s.
+        Assert.Equal(20.0, result.DecodeTokensPerSecond, 9);
+        Assert.Equal(125.0, result.TimeToFirstTokenP50, 9); // median of 100 and 150
+        Assert.Equal(100.0, result.InterTokenP50, 9); // every gap is 100 ms
+        Assert.Equal(0.1, result.Depth2Share, 9); // 1 of 10 tokens
+    }
+
+    [Fact]
+    public void RequestsTooShortForACommonWindowFallBackToTheWholeTail()
+    {
+        var timings = new RunTimings(new BenchScenario(IterationPolicy.Never, 2, 4, 2));
+        int a = timings.AddRequest(0), b = timings.AddRequest(0);
+        timings.Token(a, 100, 1);
+        timings.Token(b, 300, 1);
+        timings.Token(b, 500, 1);
+
+        // a finished before b's first token: the span is (300, 500], one token in 0.2 s.
+        Assert.Equal(5.0, timings.Result().DecodeTokensPerSecond, 9);
+    }
+}
