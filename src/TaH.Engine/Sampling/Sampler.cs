@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
@@ -131,13 +132,14 @@ public sealed class Sampler
             throw new ArgumentException("The logits are empty.", nameof(logits));
         }
 
-        var logNormalizer = LogSumExp(logits);
         if (_logits.Length != logits.Length)
         {
             _logits = new float[logits.Length];
             _weights = new float[logits.Length];
             _candidates = new int[logits.Length];
         }
+
+        var logNormalizer = LogSumExp(logits, _weights);
 
         logits.CopyTo(_logits);
         ApplyPenalties(_logits);
@@ -219,20 +221,33 @@ public sealed class Sampler
             n = topK;
         }
 
-        var max = float.NegativeInfinity;
-        foreach (var id in ids[..n])
-        {
-            max = Math.Max(max, _logits[id]);
-        }
-
         // Weights relative to the most probable token (whose weight is exactly 1): exp((l - max) / T).
         var temperature = Parameters.Temperature;
-        double total = 0;
-        foreach (var id in ids[..n])
+        double total;
+        if (n == vocab)
         {
-            var weight = MathF.Exp((_logits[id] - max) / temperature);
-            _weights[id] = weight;
-            total += weight;
+            // The whole vocabulary, in id order: vectorised over the buffers.
+            var weights = _weights.AsSpan(0, vocab);
+            TensorPrimitives.Subtract(_logits.AsSpan(0, vocab), TensorPrimitives.Max(_logits.AsSpan(0, vocab)), weights);
+            TensorPrimitives.Divide(weights, temperature, weights);
+            TensorPrimitives.Exp(weights, weights);
+            total = SumInDouble(weights);
+        }
+        else
+        {
+            var max = float.NegativeInfinity;
+            foreach (var id in ids[..n])
+            {
+                max = Math.Max(max, _logits[id]);
+            }
+
+            total = 0;
+            foreach (var id in ids[..n])
+            {
+                var weight = MathF.Exp((_logits[id] - max) / temperature);
+                _weights[id] = weight;
+                total += weight;
+            }
         }
 
         if (Parameters.TopP < 1f)
@@ -305,29 +320,40 @@ public sealed class Sampler
         return best;
     }
 
-    /// <summary>log(sum(exp(logits))), in double; rejects NaN and infinite logits.</summary>
-    private static double LogSumExp(ReadOnlySpan<float> logits)
+    /// <summary>log(sum(exp(logits))), summed in double; rejects NaN and infinite logits.</summary>
+    private static double LogSumExp(ReadOnlySpan<float> logits, Span<float> scratch)
     {
-        var max = float.NegativeInfinity;
-        for (var i = 0; i < logits.Length; i++)
+        // Max propagates NaN, so finite max and min mean every value is finite.
+        float max = TensorPrimitives.Max(logits), min = TensorPrimitives.Min(logits);
+        if (!float.IsFinite(max) || !float.IsFinite(min))
         {
-            var value = logits[i];
-            if (!float.IsFinite(value))
+            int i = 0;
+            while (float.IsFinite(logits[i]))
             {
-                throw new InvalidOperationException(
-                    $"The model produced a non-finite logit ({value}) for token {i}; refusing to sample.");
+                i++;
             }
 
-            max = Math.Max(max, value);
+            throw new InvalidOperationException(
+                $"The model produced a non-finite logit ({logits[i]}) for token {i}; refusing to sample.");
         }
 
+        scratch = scratch[..logits.Length];
+        TensorPrimitives.Subtract(logits, max, scratch);
+        TensorPrimitives.Exp(scratch, scratch);
+        return max + Math.Log(SumInDouble(scratch));
+    }
+
+    // Float partial sums over short runs, accumulated in double: vector speed, no drift over 150k terms.
+    private static double SumInDouble(ReadOnlySpan<float> values)
+    {
+        const int Run = 1024;
         double sum = 0;
-        foreach (var value in logits)
+        for (int start = 0; start < values.Length; start += Run)
         {
-            sum += MathF.Exp(value - max);
+            sum += TensorPrimitives.Sum(values.Slice(start, Math.Min(Run, values.Length - start)));
         }
 
-        return max + Math.Log(sum);
+        return sum;
     }
 
     /// <summary>The count most probable tokens by raw logit, best first, ties to the lower id.</summary>
