@@ -97,52 +97,31 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         }
 
         var toolIndex = new Dictionary<int, int>();
-        try
+        await StreamDeltasAsync(context, session, (index, d) =>
         {
-            await foreach (var (index, d) in session.ReadAllAsync(ct))
+            List<ToolCallDelta>? calls = null;
+            if (d.ToolCalls.Count > 0)
             {
-                List<ToolCallDelta>? calls = null;
-                if (d.ToolCalls.Count > 0)
-                {
-                    int next = toolIndex.GetValueOrDefault(index);
-                    calls = [.. d.ToolCalls.Select((c, k) => new ToolCallDelta(next + k, c.Id, new FunctionCallOut(c.Name, c.Arguments)))];
-                    toolIndex[index] = next + d.ToolCalls.Count;
-                }
-
-                var delta = new ChatDelta(null, NullIfEmpty(d.Content), NullIfEmpty(d.Reasoning), calls);
-                var choice = new ChatChunkChoice(index, delta,
-                    plan.Logprobs && d.Tokens.Count > 0 ? logprobs.Chat(d.Tokens) : null,
-                    d.FinishReason,
-                    d.Tokens.Count > 0 ? new TaHTokens([.. d.Tokens.Select(t => t.Depth)]) : null);
-                await Sse.WriteAsync(context, new ChatCompletionChunk(id, created, plan.Model, [choice], null), ct);
+                int next = toolIndex.GetValueOrDefault(index);
+                calls = [.. d.ToolCalls.Select((c, k) => new ToolCallDelta(next + k, c.Id, new FunctionCallOut(c.Name, c.Arguments)))];
+                toolIndex[index] = next + d.ToolCalls.Count;
             }
-        }
-        catch (EngineStoppingException e)
-        {
-            await Sse.WriteErrorAsync(context, ApiException.Unavailable(e.Message, "server_shutting_down"), ct);
-            await Sse.DoneAsync(context, ct);
-            return;
-        }
 
-        if (plan.IncludeUsage)
-        {
-            await Sse.WriteAsync(context, new ChatCompletionChunk(id, created, plan.Model, [], UsageOf(session)), ct);
-        }
-
-        await Sse.DoneAsync(context, ct);
+            var delta = new ChatDelta(null, NullIfEmpty(d.Content), NullIfEmpty(d.Reasoning), calls);
+            var choice = new ChatChunkChoice(index, delta,
+                plan.Logprobs && d.Tokens.Count > 0 ? logprobs.Chat(d.Tokens) : null,
+                d.FinishReason,
+                d.Tokens.Count > 0 ? DepthsOf(d.Tokens) : null);
+            return new ChatCompletionChunk(id, created, plan.Model, [choice], null);
+        }, () => new ChatCompletionChunk(id, created, plan.Model, [], UsageOf(session)));
     }
 
     private async Task WriteChatResponseAsync(HttpContext context, GenerationSession session, string id, long created)
     {
         var plan = session.Plan;
-        var outputs = plan.Choices.ToDictionary(c => c.Index, _ => new ChoiceAccumulator());
-        await foreach (var (index, d) in session.ReadAllAsync(context.RequestAborted))
-        {
-            outputs[index].Add(d);
-        }
-
+        var outputs = await CollectAsync(session, context.RequestAborted);
         var logprobs = new LogprobFormatter(host.Tokenizer);
-        var choices = outputs.OrderBy(p => p.Key).Select(p =>
+        var choices = outputs.Select(p =>
         {
             var o = p.Value;
             var content = o.Content.ToString();
@@ -150,7 +129,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
                 o.Calls.Count > 0 && string.IsNullOrWhiteSpace(content) ? null : content,
                 o.Reasoning.Length > 0 ? o.Reasoning.ToString() : null,
                 o.Calls.Count > 0 ? [.. o.Calls.Select(c => new ToolCallOut(c.Id, new FunctionCallOut(c.Name, c.Arguments)))] : null);
-            return new ChatChoice(p.Key, message, plan.Logprobs ? logprobs.Chat(o.Tokens) : null, o.Finish ?? "stop", new TaHTokens([.. o.Tokens.Select(t => t.Depth)]));
+            return new ChatChoice(p.Key, message, plan.Logprobs ? logprobs.Chat(o.Tokens) : null, o.Finish ?? "stop", DepthsOf(o.Tokens));
         }).ToList();
         await WriteJsonAsync(context, new ChatCompletionResponse(id, created, plan.Model, choices, UsageOf(session)));
     }
@@ -158,21 +137,33 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
     private async Task WriteCompletionStreamAsync(HttpContext context, GenerationSession session, string id, long created)
     {
         var plan = session.Plan;
-        var ct = context.RequestAborted;
         var logprobs = new LogprobFormatter(host.Tokenizer);
         var offsets = new Dictionary<int, int>();
         await Sse.StartAsync(context);
+        await StreamDeltasAsync(context, session, (index, d) =>
+        {
+            int offset = offsets.GetValueOrDefault(index);
+            offsets[index] = offset + d.Content.Length;
+            var choice = new CompletionChoice(index, d.Content,
+                plan.Logprobs && d.Tokens.Count > 0 ? logprobs.Completion(d.Tokens, offset) : null,
+                d.FinishReason,
+                d.Tokens.Count > 0 ? DepthsOf(d.Tokens) : null);
+            return new CompletionResponse(id, created, plan.Model, [choice], null);
+        }, () => new CompletionResponse(id, created, plan.Model, [], UsageOf(session)));
+    }
+
+    /// <summary>
+    /// One event per delta, then the usage event when asked for, then <c>[DONE]</c>; a server stop
+    /// mid-stream is told as an error event (the status line has gone already).
+    /// </summary>
+    private static async Task StreamDeltasAsync<TChunk>(HttpContext context, GenerationSession session, Func<int, OutputDelta, TChunk> chunkOf, Func<TChunk> usageChunk)
+    {
+        var ct = context.RequestAborted;
         try
         {
             await foreach (var (index, d) in session.ReadAllAsync(ct))
             {
-                int offset = offsets.GetValueOrDefault(index);
-                offsets[index] = offset + d.Content.Length;
-                var choice = new CompletionChoice(index, d.Content,
-                    plan.Logprobs && d.Tokens.Count > 0 ? logprobs.Completion(d.Tokens, offset) : null,
-                    d.FinishReason,
-                    d.Tokens.Count > 0 ? new TaHTokens([.. d.Tokens.Select(t => t.Depth)]) : null);
-                await Sse.WriteAsync(context, new CompletionResponse(id, created, plan.Model, [choice], null), ct);
+                await Sse.WriteAsync(context, chunkOf(index, d), ct);
             }
         }
         catch (EngineStoppingException e)
@@ -182,30 +173,37 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
             return;
         }
 
-        if (plan.IncludeUsage)
+        if (session.Plan.IncludeUsage)
         {
-            await Sse.WriteAsync(context, new CompletionResponse(id, created, plan.Model, [], UsageOf(session)), ct);
+            await Sse.WriteAsync(context, usageChunk(), ct);
         }
 
         await Sse.DoneAsync(context, ct);
     }
 
-    private async Task WriteCompletionResponseAsync(HttpContext context, GenerationSession session, string id, long created)
+    /// <summary>Every choice's whole output, by choice index.</summary>
+    private static async Task<SortedDictionary<int, ChoiceAccumulator>> CollectAsync(GenerationSession session, CancellationToken ct)
     {
-        var plan = session.Plan;
-        var outputs = plan.Choices.ToDictionary(c => c.Index, _ => new ChoiceAccumulator());
-        await foreach (var (index, d) in session.ReadAllAsync(context.RequestAborted))
+        var outputs = new SortedDictionary<int, ChoiceAccumulator>(session.Plan.Choices.ToDictionary(c => c.Index, _ => new ChoiceAccumulator()));
+        await foreach (var (index, d) in session.ReadAllAsync(ct))
         {
             outputs[index].Add(d);
         }
 
+        return outputs;
+    }
+
+    private async Task WriteCompletionResponseAsync(HttpContext context, GenerationSession session, string id, long created)
+    {
+        var plan = session.Plan;
+        var outputs = await CollectAsync(session, context.RequestAborted);
         var logprobs = new LogprobFormatter(host.Tokenizer);
-        var choices = outputs.OrderBy(p => p.Key).Select(p =>
+        var choices = outputs.Select(p =>
         {
             var o = p.Value;
             int echoLength = plan.Choices.First(c => c.Index == p.Key).Echo?.Length ?? 0;
             return new CompletionChoice(p.Key, o.Content.ToString(), plan.Logprobs ? logprobs.Completion(o.Tokens, echoLength) : null,
-                o.Finish ?? "stop", new TaHTokens([.. o.Tokens.Select(t => t.Depth)]));
+                o.Finish ?? "stop", DepthsOf(o.Tokens));
         }).ToList();
         await WriteJsonAsync(context, new CompletionResponse(id, created, plan.Model, choices, UsageOf(session)));
     }
@@ -217,6 +215,8 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
     }
 
     private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
+
+    private static TaHTokens DepthsOf(IEnumerable<TaH.Engine.Generation.TokenEvent> tokens) => new([.. tokens.Select(t => t.Depth)]);
 
     private sealed class ChoiceAccumulator
     {

@@ -6,16 +6,12 @@ namespace TaH.Server.Api;
 // take several JSON shapes (content, stop, prompt, tool_choice) stay JsonElement and are checked
 // by the mappers, which name the offending parameter.
 
-/// <summary>POST /v1/chat/completions.</summary>
-public sealed record ChatCompletionRequest
+/// <summary>What chat and text completions share: the model, sampling, stopping, streaming and TaH.</summary>
+public abstract record GenerationRequestBody
 {
     public string? Model { get; init; }
 
-    public IReadOnlyList<ChatMessageParam>? Messages { get; init; }
-
     public int? MaxTokens { get; init; }
-
-    public int? MaxCompletionTokens { get; init; }
 
     public double? Temperature { get; init; }
 
@@ -40,15 +36,31 @@ public sealed record ChatCompletionRequest
 
     public int? N { get; init; }
 
-    public bool? Logprobs { get; init; }
-
-    public int? TopLogprobs { get; init; }
-
     public bool? Stream { get; init; }
 
     public StreamOptions? StreamOptions { get; init; }
 
     public string? User { get; init; }
+
+    public JsonElement? LogitBias { get; init; }
+
+    /// <summary>vLLM: keep generating past EOS (benchmarks, tests).</summary>
+    public bool? IgnoreEos { get; init; }
+
+    /// <summary>TaH: the iteration policy of this request.</summary>
+    public TaHRequestOptions? Tah { get; init; }
+}
+
+/// <summary>POST /v1/chat/completions.</summary>
+public sealed record ChatCompletionRequest : GenerationRequestBody
+{
+    public IReadOnlyList<ChatMessageParam>? Messages { get; init; }
+
+    public int? MaxCompletionTokens { get; init; }
+
+    public bool? Logprobs { get; init; }
+
+    public int? TopLogprobs { get; init; }
 
     /// <summary>OpenAI tool objects, passed to the chat template as sent.</summary>
     public IReadOnlyList<JsonElement>? Tools { get; init; }
@@ -59,8 +71,6 @@ public sealed record ChatCompletionRequest
     public bool? ParallelToolCalls { get; init; }
 
     public ResponseFormat? ResponseFormat { get; init; }
-
-    public JsonElement? LogitBias { get; init; }
 
     /// <summary>vLLM: arguments of the chat template, e.g. {"enable_thinking": false}.</summary>
     public Dictionary<string, JsonElement>? ChatTemplateKwargs { get; init; }
@@ -73,12 +83,6 @@ public sealed record ChatCompletionRequest
 
     /// <summary>vLLM: prepend the continued final message to the output (and parse it with it).</summary>
     public bool? Echo { get; init; }
-
-    /// <summary>vLLM: keep generating past EOS (benchmarks, tests).</summary>
-    public bool? IgnoreEos { get; init; }
-
-    /// <summary>TaH: the iteration policy of this request.</summary>
-    public TaHRequestOptions? Tah { get; init; }
 }
 
 /// <summary>One message of a chat request.</summary>
@@ -137,36 +141,10 @@ public sealed record TaHRequestOptions
 }
 
 /// <summary>POST /v1/completions.</summary>
-public sealed record CompletionRequest
+public sealed record CompletionRequest : GenerationRequestBody
 {
-    public string? Model { get; init; }
-
     /// <summary>A string, a list of strings, a list of token ids or a list of such lists.</summary>
     public JsonElement? Prompt { get; init; }
-
-    public int? MaxTokens { get; init; }
-
-    public double? Temperature { get; init; }
-
-    public double? TopP { get; init; }
-
-    public int? TopK { get; init; }
-
-    public double? MinP { get; init; }
-
-    public double? PresencePenalty { get; init; }
-
-    public double? FrequencyPenalty { get; init; }
-
-    public double? RepetitionPenalty { get; init; }
-
-    public long? Seed { get; init; }
-
-    public JsonElement? Stop { get; init; }
-
-    public IReadOnlyList<int>? StopTokenIds { get; init; }
-
-    public int? N { get; init; }
 
     public int? BestOf { get; init; }
 
@@ -176,16 +154,4 @@ public sealed record CompletionRequest
     public bool? Echo { get; init; }
 
     public string? Suffix { get; init; }
-
-    public bool? Stream { get; init; }
-
-    public StreamOptions? StreamOptions { get; init; }
-
-    public string? User { get; init; }
-
-    public JsonElement? LogitBias { get; init; }
-
-    public bool? IgnoreEos { get; init; }
-
-    public TaHRequestOptions? Tah { get; init; }
 }

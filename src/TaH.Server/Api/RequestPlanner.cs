@@ -95,9 +95,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
         int? logprobs = r.Logprobs == true ? r.TopLogprobs ?? 0 : null;
         string maxName = r.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
-        var common = new CommonParams(
-            r.MaxCompletionTokens ?? r.MaxTokens, maxName, options.DefaultMaxTokens, r.Temperature, r.TopP, r.TopK, r.MinP, r.PresencePenalty, r.FrequencyPenalty,
-            r.RepetitionPenalty, r.Seed, r.Stop, r.StopTokenIds, r.N, logprobs, r.IgnoreEos, r.Tah, r.Stream, r.StreamOptions);
+        var common = new CommonParams(r, r.MaxCompletionTokens ?? r.MaxTokens, maxName, options.DefaultMaxTokens, logprobs);
         return Plan(common, [(promptTokens, null)], "messages", prefill, new Parsing(options.ReasoningParser == "qwen3", parseTools), r.User);
     }
 
@@ -117,36 +115,32 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         }
 
         var inputs = prompts.Select(p => (p.Tokens, r.Echo == true ? p.Text ?? host.Tokenizer.Decode(p.Tokens) : null)).ToList();
-        var common = new CommonParams(
-            r.MaxTokens, "max_tokens", 16, r.Temperature, r.TopP, r.TopK, r.MinP, r.PresencePenalty, r.FrequencyPenalty,
-            r.RepetitionPenalty, r.Seed, r.Stop, r.StopTokenIds, r.N, r.Logprobs, r.IgnoreEos, r.Tah, r.Stream, r.StreamOptions);
+        var common = new CommonParams(r, r.MaxTokens, "max_tokens", 16, r.Logprobs);
         return Plan(common, inputs, "prompt", null, new Parsing(false, false), r.User);
     }
 
-    private sealed record CommonParams(
-        int? MaxTokens, string MaxTokensName, int DefaultMaxTokens, double? Temperature, double? TopP, int? TopK, double? MinP,
-        double? PresencePenalty, double? FrequencyPenalty, double? RepetitionPenalty, long? Seed, JsonElement? Stop,
-        IReadOnlyList<int>? StopTokenIds, int? N, int? Logprobs, bool? IgnoreEos, TaHRequestOptions? Tah, bool? Stream, StreamOptions? StreamOptions);
+    /// <summary>The shared fields, and the ones the two endpoints name or shape differently.</summary>
+    private sealed record CommonParams(GenerationRequestBody Body, int? MaxTokens, string MaxTokensName, int DefaultMaxTokens, int? Logprobs);
 
     private sealed record Parsing(bool Reasoning, bool ToolCalls);
 
     private GenerationPlan Plan(CommonParams p, IReadOnlyList<(IReadOnlyList<int> Tokens, string? Echo)> prompts, string promptParam, string? prefill, Parsing parsing, string? user)
     {
-        int n = p.N ?? 1;
+        int n = p.Body.N ?? 1;
         if (n < 1 || n > options.MaxN)
         {
             throw ApiException.BadRequest($"'n' must be in [1, {options.MaxN}], got {n}.", "n");
         }
 
-        if (p.StreamOptions is not null && p.Stream != true)
+        if (p.Body.StreamOptions is not null && p.Body.Stream != true)
         {
             throw ApiException.BadRequest("'stream_options' is only allowed when 'stream' is true.", "stream_options");
         }
 
-        var policy = ReadPolicy(p.Tah);
+        var policy = ReadPolicy(p.Body.Tah);
         var sampling = ReadSampling(p);
-        var stops = ReadStop(p.Stop);
-        var stopIds = p.StopTokenIds ?? [];
+        var stops = ReadStop(p.Body.Stop);
+        var stopIds = p.Body.StopTokenIds ?? [];
         int vocab = host.Model.Config.VocabSize;
         foreach (int id in stopIds)
         {
@@ -228,7 +222,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
                 Policy = policy,
                 Sampling = sampling,
                 StopTokenIds = stopIds,
-                IgnoreEos = p.IgnoreEos == true,
+                IgnoreEos = p.Body.IgnoreEos == true,
                 N = n,
             };
             for (int k = 0; k < n; k++)
@@ -243,8 +237,8 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
             promptTokens,
             new OutputOptions(stops, parsing.Reasoning, parsing.ToolCalls),
             policy,
-            p.Stream == true,
-            p.StreamOptions?.IncludeUsage == true,
+            p.Body.Stream == true,
+            p.Body.StreamOptions?.IncludeUsage == true,
             p.Logprobs is not null,
             user);
     }
@@ -307,14 +301,14 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         var defaults = host.Model.Generation;
         var sampling = new SamplingParams
         {
-            Temperature = (float)(p.Temperature ?? defaults.Temperature ?? 1.0),
-            TopP = (float)(p.TopP ?? defaults.TopP ?? 1.0),
-            TopK = p.TopK ?? defaults.TopK ?? 0,
-            MinP = (float)(p.MinP ?? defaults.MinP ?? 0.0),
-            PresencePenalty = (float)(p.PresencePenalty ?? 0),
-            FrequencyPenalty = (float)(p.FrequencyPenalty ?? 0),
-            RepetitionPenalty = (float)(p.RepetitionPenalty ?? defaults.RepetitionPenalty ?? 1.0),
-            Seed = p.Seed,
+            Temperature = (float)(p.Body.Temperature ?? defaults.Temperature ?? 1.0),
+            TopP = (float)(p.Body.TopP ?? defaults.TopP ?? 1.0),
+            TopK = p.Body.TopK ?? defaults.TopK ?? 0,
+            MinP = (float)(p.Body.MinP ?? defaults.MinP ?? 0.0),
+            PresencePenalty = (float)(p.Body.PresencePenalty ?? 0),
+            FrequencyPenalty = (float)(p.Body.FrequencyPenalty ?? 0),
+            RepetitionPenalty = (float)(p.Body.RepetitionPenalty ?? defaults.RepetitionPenalty ?? 1.0),
+            Seed = p.Body.Seed,
             Logprobs = p.Logprobs,
         };
         try
