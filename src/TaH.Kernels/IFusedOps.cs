@@ -39,7 +39,7 @@ public sealed class TorchFusedOps : IFusedOps
     {
         using var scope = NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
-        var normed = x32.mul(x32.mul(x32).mean([-1], keepdim: true).add_(PinnedScalars.Of(eps)).rsqrt_());
+        var normed = x32.mul(x32.mul(x32).mean([-1], keepdim: true).add_(PinnedScalars.Of(eps), PinnedScalars.One).rsqrt_());
         return weight.mul(normed.to(x.dtype)).MoveToOuterDisposeScope();
     }
 

@@ -1,6 +1,7 @@
 using TaH.Engine.Checkpoints;
 using TaH.Engine.Config;
 using TaH.Engine.TaH;
+using TaH.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -222,7 +223,7 @@ public static class ModelLoader
                 {
                     long r = pair.A.shape[0];
                     loraA.narrow(0, rank, r).copy_(pair.A);
-                    using var scaled = pair.B.mul(adapter!.Scaling);
+                    using var scaled = pair.B.mul(PinnedScalars.Of(adapter!.Scaling));
                     loraB.narrow(0, row, outSize).narrow(1, rank, r).copy_(scaled);
                     rank += r;
                 }

@@ -46,7 +46,7 @@ public sealed class Qwen3Model : IDisposable
         Ops = FusedOps.For(embedTokens.device);
         using (NewDisposeScope())
         {
-            var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(config.HeadDim);
+            var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(PinnedScalars.Of(config.HeadDim));
             _invFreq = pow(config.RopeTheta, exponents).reciprocal_().to(embedTokens.device).DetachFromDisposeScope();
         }
     }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TaH.Engine.Checkpoints;
+using TaH.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -40,7 +41,7 @@ public static class RandomCheckpoint
         using var generator = new Generator((ulong)seed);
 
         Tensor Normal(double std, params long[] dims) => normal(0, std, dims, generator: generator).to(dtype);
-        Tensor Norm(long size) => ones(size).add_(normal(0, 0.02, [size], generator: generator)).to(dtype);
+        Tensor Norm(long size) => ones(size).add_(normal(0, 0.02, [size], generator: generator), PinnedScalars.One).to(dtype);
 
         int h = shape.HiddenSize, hd = shape.HeadDim, q = shape.Heads * hd, kv = shape.KvHeads * hd;
         var weights = new List<KeyValuePair<string, Tensor>>

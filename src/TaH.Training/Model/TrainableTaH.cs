@@ -148,7 +148,7 @@ public sealed class TrainableTaH : IDisposable
         var mask = cat([causal.unsqueeze(0).expand(b, t, t), toDeeper], 2).unsqueeze(1);
         var (hidden, _, _) = RunLayers(soft, mask, first.Kv, lora: true, []);
         var logits2 = F.linear(hidden, LmHead);
-        return first.Logits.add(logits2.mul(iterate.unsqueeze(-1).to(logits2.dtype)));
+        return first.Logits.add(logits2.mul(iterate.unsqueeze(-1).to(logits2.dtype)), PinnedScalars.One);
     }
 
     /// <summary>The decider's continue logit <c>[B, T]</c> after depth 1 (sigmoid gives the probability).</summary>
@@ -172,7 +172,7 @@ public sealed class TrainableTaH : IDisposable
             string block = $"backbone.blocks.{j}";
             var residual = dims[j] != dims[j + 1] ? Linear(x, $"{block}.dim_change") : x;
             var inner = F.dropout(F.gelu(Linear(LayerNorm(x, $"{block}.layer_norm"), $"{block}.mlp.0")), p, IsTraining);
-            x = residual.add(F.dropout(Linear(inner, $"{block}.mlp.3"), p, IsTraining));
+            x = residual.add(F.dropout(Linear(inner, $"{block}.mlp.3"), p, IsTraining), PinnedScalars.One);
         }
 
         return Linear(LayerNorm(x, "backbone.output_layer.0"), "backbone.output_layer.1").squeeze(-1);
@@ -227,14 +227,14 @@ public sealed class TrainableTaH : IDisposable
             int group = heads / kvHeads;
             keys = keys.repeat_interleave(group, 1);
             values = values.repeat_interleave(group, 1);
-            var scores = q.matmul(keys.transpose(2, 3)).mul_(1.0 / Math.Sqrt(d)).masked_fill(mask.logical_not(), double.NegativeInfinity);
+            var scores = q.matmul(keys.transpose(2, 3)).mul_(PinnedScalars.Of(1.0 / Math.Sqrt(d))).masked_fill(mask.logical_not(), PinnedScalars.Of(double.NegativeInfinity));
             var attention = scores.softmax(-1).matmul(values).transpose(1, 2).reshape(b, t, heads * d);
-            x = x.add(Projection(attention, $"{p}.self_attn.o_proj", lora));
+            x = x.add(Projection(attention, $"{p}.self_attn.o_proj", lora), PinnedScalars.One);
 
             h = RmsNorm(x, Base[$"{p}.post_attention_layernorm.weight"]);
             var gate = Projection(h, $"{p}.mlp.gate_proj", lora);
             var up = Projection(h, $"{p}.mlp.up_proj", lora);
-            x = x.add(Projection(F.silu(gate).mul(up), $"{p}.mlp.down_proj", lora));
+            x = x.add(Projection(F.silu(gate).mul(up), $"{p}.mlp.down_proj", lora), PinnedScalars.One);
         }
 
         var output = RmsNorm(x, Base["model.norm.weight"]);
@@ -253,12 +253,12 @@ public sealed class TrainableTaH : IDisposable
 
         var loraB = Lora[$"base_model.model.{name}.lora_B.weight"];
         var dropped = F.dropout(x, TaH.LoraDropout, IsTraining);
-        return y.add(F.linear(F.linear(dropped, a), loraB).mul(TaH.Lora.Scaling));
+        return y.add(F.linear(F.linear(dropped, a), loraB).mul(PinnedScalars.Of(TaH.Lora.Scaling)), PinnedScalars.One);
     }
 
     private Tensor RmsNorm(Tensor x, Tensor weight)
     {
-        var normed = x.mul(x.mul(x).mean([-1], keepdim: true).add(PinnedScalars.Of(Config.RmsNormEps)).rsqrt());
+        var normed = x.mul(x.mul(x).mean([-1], keepdim: true).add(PinnedScalars.Of(Config.RmsNormEps), PinnedScalars.One).rsqrt());
         return weight.mul(normed);
     }
 
@@ -266,7 +266,7 @@ public sealed class TrainableTaH : IDisposable
     private static Tensor Rotate(Tensor x, Tensor cos, Tensor sin)
     {
         var halves = x.chunk(2, -1);
-        return x.mul(cos).add(cat([halves[1].neg(), halves[0]], -1).mul(sin));
+        return x.mul(cos).add(cat([halves[1].neg(), halves[0]], -1).mul(sin), PinnedScalars.One);
     }
 
     private Tensor Linear(Tensor x, string name) => F.linear(x, Decider[$"{name}.weight"], Decider[$"{name}.bias"]);
