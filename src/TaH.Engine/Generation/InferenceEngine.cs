@@ -27,6 +27,9 @@ public sealed record EngineOptions
     /// <summary>Reuse the KV blocks of prompts that start the same way.</summary>
     public bool PrefixCaching { get; init; } = true;
 
+    /// <summary>Thinking that yields under load: raises the threshold of elastic requests while the engine is under pressure.</summary>
+    public ElasticDepth? Elastic { get; init; }
+
     /// <summary>
     /// Enough blocks for one request at every depth: its prompt once (samples share it) and, per
     /// sample, its output and a copied part-filled block.
@@ -45,6 +48,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly IPagedAttention _attention;
     private readonly Scheduler _scheduler;
     private readonly List<Sequence> _sequences = [];
+    private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private int _nextId;
 
     public InferenceEngine(TaHModel model, EngineOptions? options = null, IPagedAttention? attention = null)
@@ -172,6 +176,11 @@ public sealed class InferenceEngine : IDisposable
         for (int i = 0; i < plan.Rows.Count; i++)
         {
             var result = results[i];
+            if (plan.Rows[i].Depth == 1)
+            {
+                plan.Owners[i].Depths.Decided(plan.Rows[i].Position, result.Continues, result.ContinueProbability);
+            }
+
             if (result.Next is { } next)
             {
                 plan.Owners[i].GoDeeper(next);
@@ -228,6 +237,7 @@ public sealed class InferenceEngine : IDisposable
             }
         }
 
+        Options.Elastic?.Update(new LoadSignal(_scheduler.WaitingCount, _scheduler.RunningCount, Cache.TotalBlocks - Cache.FreeBlocks, Cache.TotalBlocks), _clock.Elapsed);
         return events;
     }
 
@@ -259,12 +269,7 @@ public sealed class InferenceEngine : IDisposable
 
     private Sequence NewSequence(GenerationRequest request, Sampler sampler)
     {
-        var policy = request.Policy;
-        string? policyKey = Model.MaxDepth < 2 || policy.Kind == PolicyKind.Never ? null
-            : policy.Kind == PolicyKind.Always ? "always"
-            : policy.Rate is { } rate ? $"decider-rate:{rate:R}"
-            : $"decider:{policy.Threshold ?? Model.Decider!.Threshold:R}";
-        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey);
+        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, DepthControl.For(request, Model, Options.Elastic));
         _sequences.Add(sequence);
         return sequence;
     }

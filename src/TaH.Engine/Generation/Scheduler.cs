@@ -142,7 +142,7 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
             return ([], []);
         }
 
-        var hashes = sequence.BlockHashes(sequence.Tokens.Count - 1);
+        var hashes = sequence.BlockHashes(sequence.ReusableTokens);
         return cache.Prefixes.Lookup(hashes, sequence.PolicyKey, sequence.Kv.MaxDepth);
     }
 

@@ -30,14 +30,14 @@ public sealed class Sequence : IDisposable
     private int _scheduledTokens;
     private int _scheduledLatents;
 
-    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, string? policyKey)
+    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, DepthControl depths)
     {
         Id = id;
         Request = request;
         _cache = cache;
         Kv = new SequenceKv(cache, maxDepth);
         Sampler = sampler;
-        PolicyKey = policyKey;
+        Depths = depths;
         _tokens = [.. request.PromptTokens];
     }
 
@@ -74,8 +74,17 @@ public sealed class Sequence : IDisposable
 
     internal Sampler Sampler { get; }
 
-    /// <summary>Which deeper entries this sequence's policy produces (null when it never iterates).</summary>
-    internal string? PolicyKey { get; }
+    /// <summary>The depth-2 budget controller of a budgeted request, null otherwise.</summary>
+    public DepthBudget? Budget => Depths.Budget;
+
+    /// <summary>How its rows choose their depth (policy, budget, elastic threshold).</summary>
+    internal DepthControl Depths { get; }
+
+    /// <summary>Which deeper entries this sequence's policy produces (null when it keeps none to share).</summary>
+    internal string? PolicyKey => Depths.PolicyKey;
+
+    /// <summary>Tokens the prefix cache may serve this sequence: never the last, and only where its decisions are the cache's.</summary>
+    internal int ReusableTokens => Math.Min(_tokens.Count - 1, Depths.KeyedPositions);
 
     /// <summary>Order of admission, for preempting the newest first.</summary>
     internal long AdmittedAt { get; set; }
@@ -140,16 +149,15 @@ public sealed class Sequence : IDisposable
     {
         _scheduledLatents = _latents.Count;
         _scheduledTokens = tokens;
-        var policy = Request.Policy;
         var rows = new List<StepRow>(_latents.Count + tokens);
         foreach (var latent in _latents)
         {
-            rows.Add(StepRow.ForLatent(Kv, latent, policy, WantsLogits(latent.Position), Kv.Append(latent.Position, latent.Depth)));
+            rows.Add(StepRow.ForLatent(Kv, latent, Depths.RowPolicy(latent.Position, latent.Depth), WantsLogits(latent.Position), Kv.Append(latent.Position, latent.Depth)));
         }
 
         for (int p = Computed; p < Computed + tokens; p++)
         {
-            rows.Add(StepRow.ForToken(Kv, p, _tokens[p], policy, WantsLogits(p), Kv.Append(p, 1)));
+            rows.Add(StepRow.ForToken(Kv, p, _tokens[p], Depths.RowPolicy(p, 1), WantsLogits(p), Kv.Append(p, 1)));
         }
 
         return rows;
@@ -189,8 +197,8 @@ public sealed class Sequence : IDisposable
             return;
         }
 
-        // Positions before the first one still iterating have all their entries.
-        int settled = _latents.Count > 0 ? Math.Min(_latents.Min(l => l.Position), Computed) : Computed;
+        // Positions before the first one still iterating have all their entries; only those the policy key stands for are shared.
+        int settled = Math.Min(_latents.Count > 0 ? Math.Min(_latents.Min(l => l.Position), Computed) : Computed, Depths.KeyedPositions);
         int settledBlocks = Math.Min(settled / _cache.BlockSize, hashes.Count);
         for (; _registeredDeep < settledBlocks; _registeredDeep++)
         {
@@ -234,7 +242,7 @@ public sealed class Sequence : IDisposable
     /// <summary>A parallel sample of this sequence (n &gt; 1) that shares its blocks.</summary>
     internal Sequence Fork(int id, Sampler sampler)
     {
-        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, PolicyKey)
+        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, Depths.Clone())
         {
             Status = Status,
             AdmittedAt = AdmittedAt,

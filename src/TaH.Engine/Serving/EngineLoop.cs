@@ -76,6 +76,10 @@ public sealed class EngineLoop : IDisposable
         _metrics = metrics;
         _options = options ?? new EngineLoopOptions();
         _metrics.Observe(() => _snapshot, () => (_engine.Preemptions, _engine.CachedPromptTokens));
+        if (engine.Options.Elastic is { } elastic)
+        {
+            _metrics.ObserveElastic(elastic);
+        }
         UpdateSnapshot();
     }
 

@@ -61,6 +61,15 @@ public sealed class TaHMetrics : IDisposable
         _meter.CreateObservableGauge("tah.kv.blocks_total", () => snapshot().TotalBlocks, "{block}", "KV blocks in the pool");
     }
 
+    /// <summary>Registers the gauges of elastic depth: the threshold and depth-2 share that requests without their own run at now.</summary>
+    internal void ObserveElastic(ElasticDepth elastic)
+    {
+        _meter.CreateObservableGauge("tah.elastic.threshold", () => elastic.Current.Threshold, null,
+            "decider threshold of requests that set neither threshold nor target_share (raised above the default under load with --elastic-depth)");
+        _meter.CreateObservableGauge("tah.elastic.target_share", () => elastic.Current.TargetShare, null,
+            "depth-2 share those requests aim at: the default threshold's (measured) at rest, lowered towards --elastic-min-share under load");
+    }
+
     internal void Token(IterationPolicy policy, int depth, double? continueProbability)
     {
         _generationTokens.Add(1);

@@ -159,7 +159,8 @@ public sealed class TaHModel : IDisposable
             var p = Decider!.ContinueProbability(features, top).to(ScalarType.Float64).cpu().data<double>().ToArray();
             for (int j = 0; j < judged.Length; j++)
             {
-                probabilities[open[judged[j]]] = p[j];
+                var row = rows[chunk[open[judged[j]]]];
+                probabilities[open[judged[j]]] = row.Policy.Rate is null ? p[j] : 1 - RateDraw(row); // the emulated decider's "probability"
             }
         }
 
@@ -207,8 +208,7 @@ public sealed class TaHModel : IDisposable
         row.Policy.Kind switch
         {
             PolicyKind.Always => true,
-            PolicyKind.Decider when row.Policy.Rate is { } rate => RateDraw(row) < rate,
-            PolicyKind.Decider => probability!.Value > (row.Policy.Threshold ?? Decider!.Threshold),
+            PolicyKind.Decider => probability!.Value > row.Policy.ThresholdOr(Decider!.Threshold),
             _ => false,
         };
 

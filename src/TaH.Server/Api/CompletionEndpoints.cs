@@ -77,11 +77,10 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         }
     }
 
-    private Usage UsageOf(GenerationSession session)
+    private static Usage UsageOf(GenerationSession session)
     {
         var d = session.Depths;
-        return new Usage(session.Plan.PromptTokens, d.Tokens, session.Plan.PromptTokens + d.Tokens,
-            new TaHUsage(d.Depth2Tokens, Math.Round(d.Depth2Share, 6), Math.Round(d.AverageDepth, 6), session.Plan.Policy.ToString()));
+        return new Usage(session.Plan.PromptTokens, d.Tokens, session.Plan.PromptTokens + d.Tokens, new DepthReport(session.Plan.Policy).Usage(d));
     }
 
     private async Task WriteChatStreamAsync(HttpContext context, GenerationSession session, string id, long created)
@@ -89,6 +88,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         var plan = session.Plan;
         var ct = context.RequestAborted;
         var logprobs = new LogprobFormatter(host.Tokenizer);
+        var depths = new DepthReport(plan.Policy);
         await Sse.StartAsync(context);
         foreach (var choice in plan.Choices)
         {
@@ -111,7 +111,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
             var choice = new ChatChunkChoice(index, delta,
                 plan.Logprobs && d.Tokens.Count > 0 ? logprobs.Chat(d.Tokens) : null,
                 d.FinishReason,
-                d.Tokens.Count > 0 ? DepthsOf(d.Tokens) : null);
+                d.Tokens.Count > 0 ? depths.Chunk(index, d.Tokens) : null);
             return new ChatCompletionChunk(id, created, plan.Model, [choice], null);
         }, () => new ChatCompletionChunk(id, created, plan.Model, [], UsageOf(session)));
     }
@@ -121,6 +121,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         var plan = session.Plan;
         var outputs = await CollectAsync(session, context.RequestAborted);
         var logprobs = new LogprobFormatter(host.Tokenizer);
+        var depths = new DepthReport(plan.Policy);
         var choices = outputs.Select(p =>
         {
             var o = p.Value;
@@ -129,7 +130,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
                 o.Calls.Count > 0 && string.IsNullOrWhiteSpace(content) ? null : content,
                 o.Reasoning.Length > 0 ? o.Reasoning.ToString() : null,
                 o.Calls.Count > 0 ? [.. o.Calls.Select(c => new ToolCallOut(c.Id, new FunctionCallOut(c.Name, c.Arguments)))] : null);
-            return new ChatChoice(p.Key, message, plan.Logprobs ? logprobs.Chat(o.Tokens) : null, o.Finish ?? "stop", DepthsOf(o.Tokens));
+            return new ChatChoice(p.Key, message, plan.Logprobs ? logprobs.Chat(o.Tokens) : null, o.Finish ?? "stop", depths.Choice(o.Tokens));
         }).ToList();
         await WriteJsonAsync(context, new ChatCompletionResponse(id, created, plan.Model, choices, UsageOf(session)));
     }
@@ -139,6 +140,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         var plan = session.Plan;
         var logprobs = new LogprobFormatter(host.Tokenizer);
         var offsets = new Dictionary<int, int>();
+        var depths = new DepthReport(plan.Policy);
         await Sse.StartAsync(context);
         await StreamDeltasAsync(context, session, (index, d) =>
         {
@@ -147,7 +149,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
             var choice = new CompletionChoice(index, d.Content,
                 plan.Logprobs && d.Tokens.Count > 0 ? logprobs.Completion(d.Tokens, offset) : null,
                 d.FinishReason,
-                d.Tokens.Count > 0 ? DepthsOf(d.Tokens) : null);
+                d.Tokens.Count > 0 ? depths.Chunk(index, d.Tokens) : null);
             return new CompletionResponse(id, created, plan.Model, [choice], null);
         }, () => new CompletionResponse(id, created, plan.Model, [], UsageOf(session)));
     }
@@ -198,12 +200,13 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         var plan = session.Plan;
         var outputs = await CollectAsync(session, context.RequestAborted);
         var logprobs = new LogprobFormatter(host.Tokenizer);
+        var depths = new DepthReport(plan.Policy);
         var choices = outputs.Select(p =>
         {
             var o = p.Value;
             int echoLength = plan.Choices.First(c => c.Index == p.Key).Echo?.Length ?? 0;
             return new CompletionChoice(p.Key, o.Content.ToString(), plan.Logprobs ? logprobs.Completion(o.Tokens, echoLength) : null,
-                o.Finish ?? "stop", DepthsOf(o.Tokens));
+                o.Finish ?? "stop", depths.Choice(o.Tokens));
         }).ToList();
         await WriteJsonAsync(context, new CompletionResponse(id, created, plan.Model, choices, UsageOf(session)));
     }
@@ -216,7 +219,6 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
 
     private static string? NullIfEmpty(string s) => s.Length == 0 ? null : s;
 
-    private static TaHTokens DepthsOf(IEnumerable<TaH.Engine.Generation.TokenEvent> tokens) => new([.. tokens.Select(t => t.Depth)]);
 
     private sealed class ChoiceAccumulator
     {

@@ -131,13 +131,19 @@ public sealed record ResponseFormat
 
 /// <summary>
 /// The TaH extension of a request: which tokens take a second pass. <c>decider</c> (TaH, with an
-/// optional <c>threshold</c> override), <c>never</c> (the base model) or <c>always</c>.
+/// optional <c>threshold</c> override), <c>never</c> (the base model) or <c>always</c>; for the
+/// decider, a depth budget: <c>target_share</c> (the depth-2 share of the generated tokens to aim
+/// at, kept within one token) and <c>max_share</c> (a hard cap).
 /// </summary>
 public sealed record TaHRequestOptions
 {
     public string? Policy { get; init; }
 
     public double? Threshold { get; init; }
+
+    public double? TargetShare { get; init; }
+
+    public double? MaxShare { get; init; }
 }
 
 /// <summary>POST /v1/completions.</summary>

@@ -97,15 +97,18 @@ public sealed record Usage(int PromptTokens, int CompletionTokens, int TotalToke
 
 /// <summary>
 /// TaH figures of a response: how many generated tokens took a second pass (depth 2 or more),
-/// their share, the average depth, and the policy that chose the depths.
+/// their share, the average depth, and the policy that chose the depths; for a budgeted request
+/// also its target and cap (each sample of n keeps its own budget).
 /// </summary>
-public sealed record TaHUsage(int Depth2Tokens, double Depth2Share, double AverageDepth, string Policy);
+public sealed record TaHUsage(int Depth2Tokens, double Depth2Share, double AverageDepth, string Policy, double? TargetShare = null, double? MaxShare = null);
 
 /// <summary>
 /// TaH per-token depths: one entry per generated token of this choice (whole response) or of
-/// this chunk (streaming), in order; 1 = one pass, 2 = the token took the second pass.
+/// this chunk (streaming), in order; 1 = one pass, 2 = the token took the second pass. For a
+/// budgeted request also the depth-2 share the choice has reached (up to the end of this chunk)
+/// and its target.
 /// </summary>
-public sealed record TaHTokens(IReadOnlyList<int> Depths);
+public sealed record TaHTokens(IReadOnlyList<int> Depths, double? Depth2Share = null, double? TargetShare = null);
 
 public sealed record ModelList(IReadOnlyList<ModelCard> Data)
 {

@@ -269,32 +269,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         }
     }
 
-    private IterationPolicy ReadPolicy(TaHRequestOptions? tah)
-    {
-        IterationPolicy policy;
-        if (tah is null || (tah.Policy is null && tah.Threshold is null))
-        {
-            policy = host.DefaultPolicy;
-        }
-        else
-        {
-            try
-            {
-                policy = IterationPolicy.Parse(tah.Policy ?? (tah.Threshold is not null ? "decider" : host.DefaultPolicy.Kind.ToString()), tah.Threshold);
-            }
-            catch (ArgumentException e)
-            {
-                throw ApiException.BadRequest(Clean(e), e.ParamName == "threshold" ? "tah.threshold" : "tah.policy");
-            }
-        }
-
-        if (host.Model.Supports(policy) is { } problem)
-        {
-            throw ApiException.BadRequest(problem, "tah.policy");
-        }
-
-        return policy;
-    }
+    private IterationPolicy ReadPolicy(TaHRequestOptions? tah) => TaHRequestReader.Read(tah, host.DefaultPolicy, host.Model);
 
     private SamplingParams ReadSampling(CommonParams p)
     {

@@ -35,11 +35,13 @@ internal static class ServeCommand
         var logFormat = new Option<string?>("--log-format") { Description = "text (default) or json" };
         var otlp = new Option<string?>("--otlp-endpoint") { Description = "export traces and metrics over OTLP to this endpoint (off by default)" };
         var device = new Option<string?>("--device") { Description = "cpu (fp32, default) or cuda[:N] (bf16 and the CUDA kernels)" };
+        var elastic = new Option<bool?>("--elastic-depth") { Description = "under load (requests waiting, KV pool nearly full) raise the threshold of requests that set neither threshold nor target_share", Arity = ArgumentArity.ZeroOrOne };
+        var elasticMin = new Option<double?>("--elastic-min-share") { Description = "the lowest depth-2 share --elastic-depth lowers them to (default 0.01)" };
 
         var command = new Command("serve", "serve a model over an OpenAI-compatible HTTP API (the default verb)")
         {
             model, served, host, port, apiKey, maxBody, grace, maxWaiting, maxRunning, kvBlocks, blockSize, maxModelLen,
-            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device,
+            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device, elastic, elasticMin,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -72,6 +74,8 @@ internal static class ServeCommand
             Set(nameof(ServerOptions.LogFormat), logFormat);
             Set(nameof(ServerOptions.OtlpEndpoint), otlp);
             Set(nameof(ServerOptions.Device), device);
+            Set(nameof(ServerOptions.ElasticDepth), elastic);
+            Set(nameof(ServerOptions.ElasticMinShare), elasticMin);
             var keys = result.GetValue(apiKey) ?? [];
             for (int i = 0; i < keys.Length; i++)
             {

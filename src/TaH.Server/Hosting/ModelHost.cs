@@ -93,6 +93,7 @@ public sealed class ModelHost : IDisposable
                     BlockSize = _options.BlockSize,
                     MaxModelLength = _options.MaxModelLen,
                     MaxRunning = _options.MaxRunning,
+                    Elastic = NewElasticDepth(_model),
                 });
                 _metrics = new TaHMetrics(_meters);
                 _loop = new EngineLoop(_engine, _metrics, new EngineLoopOptions { MaxWaiting = _options.MaxWaiting });
@@ -109,6 +110,38 @@ public sealed class ModelHost : IDisposable
             _state = ModelState.Failed;
             throw;
         }
+    }
+
+    /// <summary>
+    /// Elastic depth over the requests that leave the threshold to the server, on any model with
+    /// a decider: with --elastic-depth it raises their threshold under load (and logs each change);
+    /// without, it only reports their threshold and share as metrics.
+    /// </summary>
+    private ElasticDepth? NewElasticDepth(TaHModel model)
+    {
+        if (model.Decider is null)
+        {
+            return null;
+        }
+
+        double baseThreshold = DefaultPolicy.Kind == PolicyKind.Decider ? DefaultPolicy.ThresholdOr(model.Decider.Threshold) : model.Decider.Threshold;
+        var elastic = new ElasticDepth(new ElasticDepthOptions { Enabled = _options.ElasticDepth, MinShare = _options.ElasticMinShare }, baseThreshold);
+        elastic.Changed += (before, after) =>
+        {
+            if (after.Raised)
+            {
+                _logger.LogInformation(
+                    "Elastic depth: {Reason}: requests without their own threshold or target_share now run at threshold {Threshold:0.####} (aiming at a depth-2 share of {TargetShare:P1}, level {Level}; was {PreviousThreshold:0.####})",
+                    after.Reason, after.Threshold, after.TargetShare, after.Level, before.Threshold);
+            }
+            else
+            {
+                _logger.LogInformation(
+                    "Elastic depth: {Reason}: back to the default threshold {Threshold:0.####} (was {PreviousThreshold:0.####} at level {PreviousLevel})",
+                    after.Reason, after.Threshold, before.Threshold, before.Level);
+            }
+        };
+        return elastic;
     }
 
     /// <summary>The loop, or a 503 when the model is not serving.</summary>

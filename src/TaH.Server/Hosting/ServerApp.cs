@@ -172,6 +172,7 @@ public static class ServerApp
         }
 
         _ = TaH.Engine.TaH.IterationPolicy.Parse(o.Policy, o.Threshold);
+        new TaH.Engine.TaH.ElasticDepthOptions { Enabled = o.ElasticDepth, MinShare = o.ElasticMinShare }.Validate();
         if (o.ChatTemplate is { } family)
         {
             _ = TaH.Engine.Tokenization.ChatTemplate.ForFamily(family);

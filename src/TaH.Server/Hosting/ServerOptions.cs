@@ -55,6 +55,15 @@ public sealed class ServerOptions
     /// <summary>Threshold override of the decider for requests that name none.</summary>
     public double? Threshold { get; set; }
 
+    /// <summary>
+    /// Thinking that yields under load: while requests wait or the KV pool is nearly full, raise
+    /// the decider threshold of requests that set neither threshold nor target_share.
+    /// </summary>
+    public bool ElasticDepth { get; set; }
+
+    /// <summary>The lowest depth-2 share elastic depth lowers those requests to.</summary>
+    public double ElasticMinShare { get; set; } = 0.01;
+
     /// <summary>cpu (fp32) or cuda[:N] (bf16 and the CUDA kernels).</summary>
     public string Device { get; set; } = "cpu";
 

@@ -1,0 +1,172 @@
+using System.Globalization;
+
+namespace TaH.Engine.TaH;
+
+/// <summary>
+/// A request's compute budget for the second pass: the depth-2 share of its generated tokens to
+/// aim at (<see cref="TargetShare"/>) and a hard cap (<see cref="MaxShare"/>). Either may be
+/// left out; at least one is set.
+/// </summary>
+public sealed record DepthBudgetSettings
+{
+    private DepthBudgetSettings(double? targetShare, double? maxShare)
+    {
+        TargetShare = targetShare;
+        MaxShare = maxShare;
+    }
+
+    public double? TargetShare { get; }
+
+    public double? MaxShare { get; }
+
+    /// <summary>Validates the pair; the exception's parameter name is the field at fault (target_share, max_share).</summary>
+    public static DepthBudgetSettings Create(double? targetShare, double? maxShare)
+    {
+        if (targetShare is null && maxShare is null)
+        {
+            throw new ArgumentException("a depth budget needs target_share or max_share", "target_share");
+        }
+
+        if (targetShare is { } t && (double.IsNaN(t) || t < 0 || t > 1))
+        {
+            throw new ArgumentException($"target_share {Format(t)} is outside [0, 1]", "target_share");
+        }
+
+        if (maxShare is { } m && (double.IsNaN(m) || m < 0 || m > 1))
+        {
+            throw new ArgumentException($"max_share {Format(m)} is outside [0, 1]", "max_share");
+        }
+
+        if (targetShare > maxShare)
+        {
+            throw new ArgumentException($"target_share {Format(targetShare!.Value)} is above max_share {Format(maxShare!.Value)}", "max_share");
+        }
+
+        return new DepthBudgetSettings(targetShare, maxShare);
+    }
+
+    public override string ToString() =>
+        string.Join(",", new[] { TargetShare is { } t ? $"target_share={Format(t)}" : null, MaxShare is { } m ? $"max_share={Format(m)}" : null }.OfType<string>());
+
+    private static string Format(double v) => v.ToString("0.####", CultureInfo.InvariantCulture);
+}
+
+/// <summary>What the budget lets the next generated-token decision do.</summary>
+public enum BudgetChoice
+{
+    /// <summary>Stay at depth 1, whatever the decider says.</summary>
+    Stop,
+
+    /// <summary>Take the second pass, whatever the decider says.</summary>
+    Iterate,
+
+    /// <summary>Iterate when the decider's probability exceeds <see cref="BudgetDecision.Threshold"/>.</summary>
+    Decide,
+}
+
+public readonly record struct BudgetDecision(BudgetChoice Choice, double Threshold = double.NaN);
+
+/// <summary>
+/// One sequence's depth-2 budget controller. Decision k (0-based) is the one whose position's
+/// logits give generated token k+1 its depth. With target share s, after k decisions of which d
+/// went deeper, the deficit is D = s k - d. The controller keeps -1 &lt; D &lt; 1 after every
+/// decision: it forces the second pass when staying would leave D + s above 1, forbids it when
+/// taking it would leave D + s - 1 below -1, and otherwise lets the decider choose. So at any
+/// moment, and whenever the sequence ends, the depth-2 tokens are within one token of s times
+/// the tokens generated, and the budget is never spent ahead of time (at most one token ahead).
+/// The cap m holds at every prefix: a decision never takes d + 1 above m (k + 1), before any
+/// other rule.
+/// <para>
+/// Free decisions spend the second pass where the decider is most sure: the threshold is the
+/// one a share s_eff = s (1 + D) of the sequence's own recent probabilities exceeded (its online
+/// quantile), so a sequence behind its budget (D &gt; 0) becomes more willing and one ahead less.
+/// Until it has seen <see cref="MinObservations"/> probabilities of its own, it iterates when
+/// p &gt; 1 - s_eff: conservative for the first tokens, and exact for the bench's hash-uniform
+/// emulated decider. With only a cap, free decisions use the threshold the caller gives (the
+/// request's or the trained one).
+/// </para>
+/// </summary>
+public sealed class DepthBudget
+{
+    /// <summary>Own probabilities needed before the online quantile replaces the prior.</summary>
+    public const int MinObservations = 8;
+
+    /// <summary>Recent probabilities the quantile is taken over.</summary>
+    public const int Window = 256;
+
+    // Keeps the bounds strict under floating-point rounding of s (k + 1) (errors ~1e-16 k).
+    private const double Margin = 1e-9;
+
+    private readonly RecentQuantile _recent;
+
+    public DepthBudget(DepthBudgetSettings settings)
+    {
+        Settings = settings;
+        _recent = new RecentQuantile(Window);
+    }
+
+    private DepthBudget(DepthBudget other)
+    {
+        Settings = other.Settings;
+        _recent = other._recent.Clone();
+        Decisions = other.Decisions;
+        Deep = other.Deep;
+    }
+
+    public DepthBudgetSettings Settings { get; }
+
+    /// <summary>Generated-token decisions made (= tokens generated once each is sampled).</summary>
+    public int Decisions { get; private set; }
+
+    /// <summary>Decisions that took the second pass.</summary>
+    public int Deep { get; private set; }
+
+    public double Share => Decisions == 0 ? 0 : (double)Deep / Decisions;
+
+    /// <summary>s k - d: how many depth-2 tokens the sequence is behind its target (negative: ahead).</summary>
+    public double Deficit => (Settings.TargetShare ?? 0) * Decisions - Deep;
+
+    /// <summary>What the next decision may do; <paramref name="fallbackThreshold"/> serves a budget with only a cap.</summary>
+    public BudgetDecision Next(double fallbackThreshold)
+    {
+        int k = Decisions;
+        if (Settings.MaxShare is { } m && Deep + 1 > m * (k + 1))
+        {
+            return new BudgetDecision(BudgetChoice.Stop);
+        }
+
+        if (Settings.TargetShare is not { } s)
+        {
+            return new BudgetDecision(BudgetChoice.Decide, fallbackThreshold);
+        }
+
+        double next = (s * (k + 1)) - Deep; // D + s: the deficit if this decision stays at depth 1
+        if (next > 1 - Margin)
+        {
+            return new BudgetDecision(BudgetChoice.Iterate);
+        }
+
+        if (next < Margin)
+        {
+            return new BudgetDecision(BudgetChoice.Stop);
+        }
+
+        double share = Math.Clamp(s * (1 + Deficit), 0, 1);
+        double threshold = _recent.Count >= MinObservations ? _recent.ThresholdFor(share)!.Value : 1 - share;
+        return new BudgetDecision(BudgetChoice.Decide, threshold);
+    }
+
+    /// <summary>The decision was made: whether it went deeper, and the decider's probability when it ran.</summary>
+    public void Record(bool deeper, double? probability)
+    {
+        Decisions++;
+        Deep += deeper ? 1 : 0;
+        if (probability is { } p)
+        {
+            _recent.Add(p);
+        }
+    }
+
+    /// <summary>An independent copy (a forked sample continues from the same state).</summary>
+    public DepthBudget Clone() => new(this);
+}
