@@ -115,7 +115,7 @@ internal sealed class DepthControl
 
         if (Budget is null)
         {
-            return threshold > _baseThreshold ? Plain with { Threshold = threshold } : _policy;
+            return threshold > _baseThreshold ? Plain with { Threshold = threshold } : Plain;
         }
 
         if (position < _firstDecision)

@@ -77,13 +77,16 @@ public readonly record struct BudgetDecision(BudgetChoice Choice, double Thresho
 /// The cap m holds at every prefix: a decision never takes d + 1 above m (k + 1), before any
 /// other rule.
 /// <para>
-/// Free decisions spend the second pass where the decider is most sure: the threshold is the
-/// one a share s_eff = s (1 + D) of the sequence's own recent probabilities exceeded (its online
-/// quantile), so a sequence behind its budget (D &gt; 0) becomes more willing and one ahead less.
-/// Until it has seen <see cref="MinObservations"/> probabilities of its own, it iterates when
-/// p &gt; 1 - s_eff: conservative for the first tokens, and exact for the bench's hash-uniform
-/// emulated decider. With only a cap, free decisions use the threshold the caller gives (the
-/// request's or the trained one).
+/// Free decisions spend the second pass where the decider is most sure. Staying leaves L more
+/// free decisions before the band forces a pass (L follows from D and s), so the controller
+/// iterates when the probability beats the value of waiting: W_0 = E[p] (a forced pass takes
+/// whatever comes), W_j = E[max(p, W_(j-1))], over the sequence's own recent probabilities (the
+/// optimal stopping rule for picking the most likely-hard token of the window; behind budget, L
+/// is small and it becomes willing, ahead it holds out). Until it has seen
+/// <see cref="MinObservations"/> probabilities of its own it takes them as uniform on [0, 1],
+/// which is exact for the bench's hash-uniform emulated decider and cautious for a trained one
+/// (whose probabilities are mostly low). With only a cap, free decisions use the threshold the
+/// caller gives (the request's or the trained one).
 /// </para>
 /// </summary>
 public sealed class DepthBudget
@@ -96,6 +99,9 @@ public sealed class DepthBudget
 
     // Keeps the bounds strict under floating-point rounding of s (k + 1) (errors ~1e-16 k).
     private const double Margin = 1e-9;
+
+    // The value of waiting converges well within this many steps ahead.
+    private const int MaxLookahead = 1000;
 
     private readonly RecentQuantile _recent;
 
@@ -151,9 +157,28 @@ public sealed class DepthBudget
             return new BudgetDecision(BudgetChoice.Stop);
         }
 
-        double share = Math.Clamp(s * (1 + Deficit), 0, 1);
-        double threshold = _recent.Count >= MinObservations ? _recent.ThresholdFor(share)!.Value : 1 - share;
-        return new BudgetDecision(BudgetChoice.Decide, threshold);
+        // Free decisions left after this one, were it to stay, before the band forces a pass.
+        int left = (int)Math.Min(MaxLookahead, Math.Floor((1 - Margin - next) / s));
+        return new BudgetDecision(BudgetChoice.Decide, ValueOfWaiting(left));
+    }
+
+    /// <summary>W_left: the expected probability the pass gets if this decision stays and the best of the next ones is taken.</summary>
+    private double ValueOfWaiting(int left)
+    {
+        bool own = _recent.Count >= MinObservations;
+        double value = own ? _recent.ExpectedExcess(0) : 0.5; // W_0 = E[p]: probabilities are >= 0
+        for (int j = 0; j < left; j++)
+        {
+            double gain = own ? _recent.ExpectedExcess(value) : (1 - value) * (1 - value) / 2;
+            if (gain < 1e-12)
+            {
+                break; // converged on the largest probability seen
+            }
+
+            value += gain;
+        }
+
+        return value;
     }
 
     /// <summary>The decision was made: whether it went deeper, and the decider's probability when it ran.</summary>

@@ -10,6 +10,7 @@ public sealed class RecentQuantile
     private readonly double[] _ring;
     private readonly List<double> _sorted;
     private int _next;
+    private double[]? _suffixSums; // _suffixSums[i] = sum of _sorted[i..]; rebuilt after a change
 
     public RecentQuantile(int capacity)
     {
@@ -23,6 +24,7 @@ public sealed class RecentQuantile
         _ring = (double[])other._ring.Clone();
         _sorted = [.. other._sorted];
         _next = other._next;
+        _suffixSums = other._suffixSums;
     }
 
     public int Count => _sorted.Count;
@@ -43,6 +45,29 @@ public sealed class RecentQuantile
         _next = (_next + 1) % _ring.Length;
         int at = _sorted.BinarySearch(value);
         _sorted.Insert(at < 0 ? ~at : at, value);
+        _suffixSums = null;
+    }
+
+    /// <summary>E[(x - v)+] over the values: what holding out for more than <paramref name="v"/> gains on average.</summary>
+    public double ExpectedExcess(double v)
+    {
+        int n = _sorted.Count;
+        if (n == 0)
+        {
+            return 0;
+        }
+
+        if (_suffixSums is null)
+        {
+            _suffixSums = new double[n + 1];
+            for (int i = n - 1; i >= 0; i--)
+            {
+                _suffixSums[i] = _suffixSums[i + 1] + _sorted[i];
+            }
+        }
+
+        int first = FirstAbove(v);
+        return (_suffixSums[first] - (v * (n - first))) / n;
     }
 
     /// <summary>
@@ -71,8 +96,15 @@ public sealed class RecentQuantile
             return 0;
         }
 
-        // The first index whose value exceeds the threshold.
-        int lo = 0, hi = n;
+        return (double)(n - FirstAbove(threshold)) / n;
+    }
+
+    public RecentQuantile Clone() => new(this);
+
+    /// <summary>The first index whose value exceeds <paramref name="threshold"/>.</summary>
+    private int FirstAbove(double threshold)
+    {
+        int lo = 0, hi = _sorted.Count;
         while (lo < hi)
         {
             int mid = (lo + hi) / 2;
@@ -86,10 +118,8 @@ public sealed class RecentQuantile
             }
         }
 
-        return (double)(n - lo) / n;
+        return lo;
     }
-
-    public RecentQuantile Clone() => new(this);
 
     private int IndexOf(double value)
     {

@@ -37,11 +37,12 @@ internal static class ServeCommand
         var device = new Option<string?>("--device") { Description = "cpu (fp32, default) or cuda[:N] (bf16 and the CUDA kernels)" };
         var elastic = new Option<bool?>("--elastic-depth") { Description = "under load (requests waiting, KV pool nearly full) raise the threshold of requests that set neither threshold nor target_share", Arity = ArgumentArity.ZeroOrOne };
         var elasticMin = new Option<double?>("--elastic-min-share") { Description = "the lowest depth-2 share --elastic-depth lowers them to (default 0.01)" };
+        var elasticInterval = new Option<double?>("--elastic-interval") { Description = "seconds load (or calm) must last before --elastic-depth steps down (or returns; default 0.5)" };
 
         var command = new Command("serve", "serve a model over an OpenAI-compatible HTTP API (the default verb)")
         {
             model, served, host, port, apiKey, maxBody, grace, maxWaiting, maxRunning, kvBlocks, blockSize, maxModelLen,
-            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device, elastic, elasticMin,
+            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device, elastic, elasticMin, elasticInterval,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -76,6 +77,7 @@ internal static class ServeCommand
             Set(nameof(ServerOptions.Device), device);
             Set(nameof(ServerOptions.ElasticDepth), elastic);
             Set(nameof(ServerOptions.ElasticMinShare), elasticMin);
+            Set(nameof(ServerOptions.ElasticIntervalSeconds), elasticInterval);
             var keys = result.GetValue(apiKey) ?? [];
             for (int i = 0; i < keys.Length; i++)
             {

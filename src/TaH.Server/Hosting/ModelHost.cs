@@ -125,7 +125,7 @@ public sealed class ModelHost : IDisposable
         }
 
         double baseThreshold = DefaultPolicy.Kind == PolicyKind.Decider ? DefaultPolicy.ThresholdOr(model.Decider.Threshold) : model.Decider.Threshold;
-        var elastic = new ElasticDepth(new ElasticDepthOptions { Enabled = _options.ElasticDepth, MinShare = _options.ElasticMinShare }, baseThreshold);
+        var elastic = new ElasticDepth(new ElasticDepthOptions { Enabled = _options.ElasticDepth, MinShare = _options.ElasticMinShare, Interval = TimeSpan.FromSeconds(_options.ElasticIntervalSeconds) }, baseThreshold);
         elastic.Changed += (before, after) =>
         {
             if (after.Raised)

@@ -172,7 +172,12 @@ public static class ServerApp
         }
 
         _ = TaH.Engine.TaH.IterationPolicy.Parse(o.Policy, o.Threshold);
-        new TaH.Engine.TaH.ElasticDepthOptions { Enabled = o.ElasticDepth, MinShare = o.ElasticMinShare }.Validate();
+        if (!(o.ElasticIntervalSeconds >= 0 && o.ElasticIntervalSeconds <= 3600))
+        {
+            throw new ArgumentException($"--elastic-interval {o.ElasticIntervalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)} must be in [0, 3600] seconds");
+        }
+
+        new TaH.Engine.TaH.ElasticDepthOptions { Enabled = o.ElasticDepth, MinShare = o.ElasticMinShare, Interval = TimeSpan.FromSeconds(o.ElasticIntervalSeconds) }.Validate();
         if (o.ChatTemplate is { } family)
         {
             _ = TaH.Engine.Tokenization.ChatTemplate.ForFamily(family);

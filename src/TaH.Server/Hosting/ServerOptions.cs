@@ -64,6 +64,9 @@ public sealed class ServerOptions
     /// <summary>The lowest depth-2 share elastic depth lowers those requests to.</summary>
     public double ElasticMinShare { get; set; } = 0.01;
 
+    /// <summary>Seconds pressure (or calm) must last before elastic depth steps down (or returns).</summary>
+    public double ElasticIntervalSeconds { get; set; } = 0.5;
+
     /// <summary>cpu (fp32) or cuda[:N] (bf16 and the CUDA kernels).</summary>
     public string Device { get; set; } = "cpu";
 
