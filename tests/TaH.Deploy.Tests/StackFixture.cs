@@ -25,7 +25,8 @@ public sealed class StackFixture : IAsyncLifetime
         ["__range"] = "10m",
     };
 
-    private static readonly string[] Policies = ["decider", "always", "never"];
+    // null: the server's default (with --elastic-depth, the requests whose threshold yields under load).
+    private static readonly string?[] Policies = ["decider", "always", "never", null];
 
     // Long enough to fill whole KV blocks (16 tokens) that later requests take from the prefix cache.
     private const string SystemPrompt =
@@ -60,8 +61,13 @@ public sealed class StackFixture : IAsyncLifetime
 
     internal TimeSpan TrafficDuration { get; private set; }
 
-    /// <summary>The server's flags beyond the image's command: a small pool and few running slots, so the load shows.</summary>
-    internal static readonly string[] ServerFlags = ["--kv-blocks", "40", "--max-running", "3", "--max-waiting", "64"];
+    /// <summary>
+    /// The server's flags beyond the image's command: a small pool and few running slots, so the
+    /// load shows; elastic depth on, over a default threshold of 0 (every default token iterates
+    /// at rest), so the queue visibly raises the threshold and lowers the share.
+    /// </summary>
+    internal static readonly string[] ServerFlags =
+        ["--kv-blocks", "40", "--max-running", "3", "--max-waiting", "64", "--elastic-depth", "--elastic-interval", "0.2", "--threshold", "0"];
 
     public string Substitute(string expr) => PromQl.Substitute(expr, Macros, Variables);
 
