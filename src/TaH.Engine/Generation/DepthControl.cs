@@ -22,15 +22,17 @@ internal sealed class DepthControl
     private readonly ElasticDepth? _observer;
     private readonly int _firstDecision;
     private readonly double _baseThreshold;
+    private readonly int _maxTokens;
     private readonly bool _never;
 
     // Depth-1 decisions from position _recordFrom on (AsPolicy: adopted from the prefix cache).
     private readonly List<sbyte>? _record;
     private readonly int _recordFrom;
 
-    private DepthControl(IterationPolicy policy, ElasticDepth? elastic, int promptLength, double baseThreshold, string? policyKey)
+    private DepthControl(IterationPolicy policy, ElasticDepth? elastic, int promptLength, int maxTokens, double baseThreshold, string? policyKey)
     {
         _policy = policy;
+        _maxTokens = maxTokens;
         _firstDecision = promptLength - 1;
         _baseThreshold = baseThreshold;
         PolicyKey = policyKey;
@@ -57,6 +59,7 @@ internal sealed class DepthControl
         _observer = other._observer;
         _firstDecision = other._firstDecision;
         _baseThreshold = other._baseThreshold;
+        _maxTokens = other._maxTokens;
         _never = other._never;
         _record = other._record is null ? null : [.. other._record];
         _recordFrom = other._recordFrom;
@@ -86,7 +89,7 @@ internal sealed class DepthControl
             : policy.Kind == PolicyKind.Always ? "always"
             : policy.Rate is { } rate ? $"decider-rate:{rate:R}:{policy.ThresholdOr(trained):R}"
             : $"decider:{policy.ThresholdOr(trained):R}";
-        return new DepthControl(policy, elastic, request.PromptTokens.Count, policy.ThresholdOr(trained), key);
+        return new DepthControl(policy, elastic, request.PromptTokens.Count, request.MaxTokens, policy.ThresholdOr(trained), key);
     }
 
     /// <summary>The policy of the row at (<paramref name="position"/>, <paramref name="depth"/>) in the next step.</summary>
@@ -124,7 +127,8 @@ internal sealed class DepthControl
         }
 
         // Forced and forbidden decisions still run the decider, so the budget learns from every position.
-        var decision = Budget.Next(threshold);
+        // Decisions left after this one: the tokens max_tokens still allows.
+        var decision = Budget.Next(threshold, _maxTokens - (position - _firstDecision) - 1);
         return Plain with
         {
             Threshold = decision.Choice switch

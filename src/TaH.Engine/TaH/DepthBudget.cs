@@ -80,13 +80,14 @@ public readonly record struct BudgetDecision(BudgetChoice Choice, double Thresho
 /// Free decisions spend the second pass where the decider is most sure. Staying leaves L more
 /// free decisions before the band forces a pass (L follows from D and s), so the controller
 /// iterates when the probability beats the value of waiting: W_0 = E[p] (a forced pass takes
-/// whatever comes), W_j = E[max(p, W_(j-1))], over the sequence's own recent probabilities (the
-/// optimal stopping rule for picking the most likely-hard token of the window; behind budget, L
-/// is small and it becomes willing, ahead it holds out). Until it has seen
-/// <see cref="MinObservations"/> probabilities of its own it takes them as uniform on [0, 1],
-/// which is exact for the bench's hash-uniform emulated decider and cautious for a trained one
-/// (whose probabilities are mostly low). With only a cap, free decisions use the threshold the
-/// caller gives (the request's or the trained one).
+/// whatever comes), W_j = E[max(p, W_(j-1))], over the sequence's own recent probabilities: the
+/// optimal stopping rule for giving the pass to the most likely-hard token of the window (behind
+/// budget L is small and it becomes willing; ahead, it holds out). When max_tokens ends the
+/// sequence before a pass is due, the pass is optional and goes to the tokens above the quantile
+/// of the share owed, s (1 + D). Until it has seen <see cref="MinObservations"/> probabilities of
+/// its own it decides as the decider it budgets (the caller's threshold: trained, the request's,
+/// or 1 - rate for the bench's emulated decider), within the band. With only a cap, free
+/// decisions always use the caller's threshold.
 /// </para>
 /// </summary>
 public sealed class DepthBudget
@@ -132,8 +133,12 @@ public sealed class DepthBudget
     /// <summary>s k - d: how many depth-2 tokens the sequence is behind its target (negative: ahead).</summary>
     public double Deficit => (Settings.TargetShare ?? 0) * Decisions - Deep;
 
-    /// <summary>What the next decision may do; <paramref name="fallbackThreshold"/> serves a budget with only a cap.</summary>
-    public BudgetDecision Next(double fallbackThreshold)
+    /// <summary>
+    /// What the next decision may do. <paramref name="fallbackThreshold"/>: the decider's own
+    /// threshold (a cap-only budget's, and the prior of a target); <paramref name="decisionsLeft"/>:
+    /// decisions after this one that max_tokens still allows.
+    /// </summary>
+    public BudgetDecision Next(double fallbackThreshold, int decisionsLeft = int.MaxValue)
     {
         int k = Decisions;
         if (Settings.MaxShare is { } m && Deep + 1 > m * (k + 1))
@@ -157,19 +162,32 @@ public sealed class DepthBudget
             return new BudgetDecision(BudgetChoice.Stop);
         }
 
+        // Until it has probabilities of its own, it decides as the decider it budgets.
+        if (_recent.Count < MinObservations)
+        {
+            return new BudgetDecision(BudgetChoice.Decide, fallbackThreshold);
+        }
+
         // Free decisions left after this one, were it to stay, before the band forces a pass.
         int left = (int)Math.Min(MaxLookahead, Math.Floor((1 - Margin - next) / s));
-        return new BudgetDecision(BudgetChoice.Decide, ValueOfWaiting(left));
+        if (left < decisionsLeft)
+        {
+            return new BudgetDecision(BudgetChoice.Decide, ValueOfWaiting(left));
+        }
+
+        // The sequence may end before a pass is due: an optional one, for the tokens above the
+        // quantile of the share it is owed (more when behind, less when ahead).
+        double share = Math.Clamp(s * (1 + Deficit), 0, 1);
+        return new BudgetDecision(BudgetChoice.Decide, _recent.ThresholdFor(share)!.Value);
     }
 
-    /// <summary>W_left: the expected probability the pass gets if this decision stays and the best of the next ones is taken.</summary>
+    /// <summary>W_left: the probability a pass can expect if this decision stays and the best of the next ones is taken.</summary>
     private double ValueOfWaiting(int left)
     {
-        bool own = _recent.Count >= MinObservations;
-        double value = own ? _recent.ExpectedExcess(0) : 0.5; // W_0 = E[p]: probabilities are >= 0
+        double value = _recent.ExpectedExcess(0); // W_0 = E[p] (probabilities are >= 0): a forced pass takes what comes
         for (int j = 0; j < left; j++)
         {
-            double gain = own ? _recent.ExpectedExcess(value) : (1 - value) * (1 - value) / 2;
+            double gain = _recent.ExpectedExcess(value);
             if (gain < 1e-12)
             {
                 break; // converged on the largest probability seen

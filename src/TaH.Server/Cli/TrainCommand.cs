@@ -25,6 +25,7 @@ internal static class TrainCommand
         command.Subcommands.Add(Stage1());
         command.Subcommands.Add(Stage2());
         command.Subcommands.Add(Eval());
+        command.Subcommands.Add(Tradeoff());
         return command;
     }
 
@@ -193,6 +194,53 @@ internal static class TrainCommand
         }));
         return command;
     }
+
+    private static Command Tradeoff()
+    {
+        var model = ModelOption("the TaH checkpoint");
+        var data = DataOption("chat JSONL of held-out problems");
+        var reference = new Option<string?>("--reference") { Description = "reference model for the Oracle's labels (default: the model's own depth 1)" };
+        var targets = new Option<string>("--targets") { Description = "target depth-2 shares of the budgeted runs", DefaultValueFactory = _ => string.Join(",", BudgetTradeoff.DefaultTargets.Select(Invariant)) };
+        var thresholds = new Option<string>("--thresholds") { Description = "fixed decider thresholds (the trained one is added)", DefaultValueFactory = _ => string.Join(",", BudgetTradeoff.DefaultThresholds.Select(Invariant)) };
+        var output = new Option<string?>("--out", "-o") { Description = "directory for tradeoff.md, tradeoff.json and tradeoff.png (default: the model's)" };
+        var threads = ThreadsOption();
+        var limit = new Option<int>("--limit") { Description = "evaluate the first N problems only (0: all)" };
+        var command = new Command("tradeoff", "exact-answer accuracy against depth-2 share: depth budgets at target shares, fixed thresholds and the Oracle (table and plot)")
+        {
+            model, data, reference, targets, thresholds, output, threads, limit,
+        };
+        command.SetAction(r => CliAction.Run(() =>
+        {
+            torch.set_num_threads(r.GetValue(threads));
+            string dir = r.GetValue(model)!;
+            var lines = File.ReadAllLines(r.GetValue(data)!).Where(l => !string.IsNullOrWhiteSpace(l));
+            if (r.GetValue(limit) > 0)
+            {
+                lines = lines.Take(r.GetValue(limit));
+            }
+
+            var report = BudgetTradeoff.Run(dir, r.GetValue(reference), [.. lines], TextTokenizer.Load(dir),
+                Shares(r.GetValue(targets)!, "--targets"), Shares(r.GetValue(thresholds)!, "--thresholds"), Console.Error);
+            string outDir = r.GetValue(output) ?? dir;
+            Directory.CreateDirectory(outDir);
+            string table = report.Markdown();
+            Console.Out.WriteLine(table);
+            File.WriteAllText(Path.Combine(outDir, "tradeoff.md"), table);
+            File.WriteAllText(Path.Combine(outDir, "tradeoff.json"), JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }));
+            report.Plot(Path.Combine(outDir, "tradeoff.png"));
+            Console.Error.WriteLine($"wrote tradeoff.md, tradeoff.json and tradeoff.png to {outDir}");
+            return 0;
+        }));
+        return command;
+    }
+
+    private static double[] Shares(string list, string option) =>
+        [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(part =>
+            double.TryParse(part, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) && v >= 0 && v <= 1
+                ? v
+                : throw new ArgumentException($"{option}: '{part}' is not a number in [0, 1]"))];
+
+    private static string Invariant(double v) => v.ToString(CultureInfo.InvariantCulture);
 
     private static Option<string> ModelOption(string what) => new("--model", "-m") { Description = what, Required = true };
 

@@ -24,6 +24,9 @@ public sealed record PolicyResult(string Policy, int Problems, int Correct, int 
     public double IterateShare => (double)IteratedTokens / Math.Max(1, AnswerTokens);
 }
 
+/// <summary>A held-out chat problem: the conversation, its prompt turns and the gold answer.</summary>
+internal sealed record Problem(JsonArray Messages, List<ChatMessage> Prompt, string Gold);
+
 /// <summary>Answer tokens of one kind, and how many of them took a second pass.</summary>
 public sealed record CategoryCount(int Tokens, int Iterated)
 {
@@ -44,43 +47,52 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
 
     public static PolicyEvaluation Run(string modelDir, string? referenceDir, IReadOnlyList<string> jsonlLines, TextTokenizer tokenizer, TextWriter log)
     {
-        var problems = jsonlLines.Select(line =>
-        {
-            var messages = (JsonArray)JsonNode.Parse(line)!["messages"]!;
-            return (Messages: messages, Prompt: messages.Take(messages.Count - 1).Select(m => new ChatMessage(m!["role"]!.GetValue<string>(), m["content"]!.GetValue<string>())).ToList(),
-                Gold: messages[^1]!["content"]!.GetValue<string>());
-        }).ToList();
-
+        var problems = Problems(jsonlLines);
         var results = new List<PolicyResult>();
         using (var model = ModelLoader.Load(modelDir))
         {
             foreach (var policy in new[] { IterationPolicy.Never, IterationPolicy.Always, IterationPolicy.Decider })
             {
-                var tally = new Tally(policy.ToString());
-                foreach (var (_, prompt, gold) in problems)
-                {
-                    var ids = tokenizer.Encode(tokenizer.ChatTemplate!.Render(prompt, addGenerationPrompt: true));
-                    var request = new GenerationRequest { PromptTokens = ids, MaxTokens = gold.Length + 4, Policy = policy, Sampling = SamplingParams.Greedy };
-                    using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
-                    var events = engine.Generate(request).ToList();
-                    var tokens = events.Select(e => e.Token).ToList();
-                    string answer = tokenizer.Decode(tokens.Where(t => !model.EosTokenIds.Contains(t)).ToList(), skipSpecialTokens: true);
-                    tally.Add(prompt, gold, answer == gold && model.EosTokenIds.Contains(tokens[^1]),
-                        [.. events.Select(e => e.Depth > 1)], [.. tokens.Select(t => tokenizer.Decode([t]))]);
-                }
-
-                log.WriteLine($"{tally.Name}: {tally.Correct}/{problems.Count} correct");
-                results.Add(tally.Result(problems.Count));
+                results.Add(Generate(model, tokenizer, problems, policy));
+                log.WriteLine($"{results[^1].Policy}: {results[^1].Correct}/{problems.Count} correct");
             }
         }
 
-        results.Add(Oracle(modelDir, referenceDir, problems.Select(p => (p.Messages, p.Prompt, p.Gold)).ToList(), tokenizer));
+        results.Add(Oracle(modelDir, referenceDir, problems, tokenizer));
         log.WriteLine($"oracle: {results[^1].Correct}/{problems.Count} correct");
         return new PolicyEvaluation(modelDir, [results[0], results[1], results[3], results[2]]);
     }
 
+    /// <summary>Chat problems of a JSONL file: the conversation, the prompt (all but the last turn) and the gold answer.</summary>
+    internal static List<Problem> Problems(IReadOnlyList<string> jsonlLines) =>
+        [.. jsonlLines.Select(line =>
+        {
+            var messages = (JsonArray)JsonNode.Parse(line)!["messages"]!;
+            return new Problem(messages, [.. messages.Take(messages.Count - 1).Select(m => new ChatMessage(m!["role"]!.GetValue<string>(), m["content"]!.GetValue<string>()))],
+                messages[^1]!["content"]!.GetValue<string>());
+        })];
+
+    /// <summary>Each problem generated greedily by the engine under <paramref name="policy"/>, exactly as the server runs a chat request.</summary>
+    internal static PolicyResult Generate(TaHModel model, TextTokenizer tokenizer, IReadOnlyList<Problem> problems, IterationPolicy policy)
+    {
+        var tally = new Tally(policy.ToString());
+        foreach (var (_, prompt, gold) in problems)
+        {
+            var ids = tokenizer.Encode(tokenizer.ChatTemplate!.Render(prompt, addGenerationPrompt: true));
+            var request = new GenerationRequest { PromptTokens = ids, MaxTokens = gold.Length + 4, Policy = policy, Sampling = SamplingParams.Greedy };
+            using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
+            var events = engine.Generate(request).ToList();
+            var tokens = events.Select(e => e.Token).ToList();
+            string answer = tokenizer.Decode(tokens.Where(t => !model.EosTokenIds.Contains(t)).ToList(), skipSpecialTokens: true);
+            tally.Add(prompt, gold, answer == gold && model.EosTokenIds.Contains(tokens[^1]),
+                [.. events.Select(e => e.Depth > 1)], [.. tokens.Select(t => tokenizer.Decode([t]))]);
+        }
+
+        return tally.Result(problems.Count);
+    }
+
     /// <summary>The oracle, teacher-forced: hard positions come from the reference model's mistakes on the gold answer.</summary>
-    private static PolicyResult Oracle(string modelDir, string? referenceDir, List<(JsonArray Messages, List<ChatMessage> Prompt, string Gold)> problems, TextTokenizer tokenizer)
+    internal static PolicyResult Oracle(string modelDir, string? referenceDir, IReadOnlyList<Problem> problems, TextTokenizer tokenizer)
     {
         using var model = TaHCheckpoint.Load(modelDir);
         using var separate = referenceDir is null ? null : TaHCheckpoint.Load(referenceDir);

@@ -57,8 +57,11 @@ public static class Plots
             markX: best.Threshold);
     }
 
-    /// <summary>A line chart with axes, end labels on both axes, a legend and a title.</summary>
-    public static void LineChart(string title, string xLabel, IReadOnlyList<Series> series, bool logY, string path, double? markX = null)
+    /// <summary>
+    /// A line chart with axes, end labels on both axes, a legend and a title; <paramref name="markers"/>
+    /// draws each point and lets a linear y axis start at the data instead of 0.
+    /// </summary>
+    public static void LineChart(string title, string xLabel, IReadOnlyList<Series> series, bool logY, string path, double? markX = null, bool markers = false)
     {
         const int Width = 800, Height = 500, Left = 90, Right = 20, Top = 50, Bottom = 60;
         var canvas = new Canvas(Width, Height);
@@ -72,7 +75,7 @@ public static class Plots
 
         double Y(double v) => logY ? Math.Log10(v) : v;
         double x0 = all.Min(p => p.X), x1 = all.Max(p => p.X);
-        double y0 = logY ? all.Min(p => Y(p.Y)) : Math.Min(0, all.Min(p => p.Y)), y1 = all.Max(p => Y(p.Y));
+        double y0 = logY || markers ? all.Min(p => Y(p.Y)) : Math.Min(0, all.Min(p => p.Y)), y1 = all.Max(p => Y(p.Y));
         if (x1 <= x0)
         {
             x1 = x0 + 1;
@@ -115,9 +118,9 @@ public static class Plots
                 canvas.Line(Px(points[i - 1].X), Py(points[i - 1].Y), Px(points[i].X), Py(points[i].Y), s.Color, 2);
             }
 
-            if (points.Count == 1)
+            foreach (var point in points.Count == 1 || markers ? points : [])
             {
-                canvas.Fill((int)Px(points[0].X) - 2, (int)Py(points[0].Y) - 2, 5, 5, s.Color);
+                canvas.Fill((int)Px(point.X) - 2, (int)Py(point.Y) - 2, 5, 5, s.Color);
             }
 
             int legendX = Width - Right - Canvas.TextWidth(s.Name) - 40;

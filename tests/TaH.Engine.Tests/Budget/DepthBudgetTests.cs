@@ -126,6 +126,26 @@ public sealed class DepthBudgetTests
     }
 
     [Fact]
+    public void UntilItHasItsOwnProbabilitiesItDecidesAsTheDeciderItBudgets()
+    {
+        var budget = new DepthBudget(DepthBudgetSettings.Create(0.05, null));
+        for (int k = 0; k < DepthBudget.MinObservations; k++)
+        {
+            Assert.Equal(new BudgetDecision(BudgetChoice.Decide, 0.37), budget.Next(0.37));
+            budget.Record(false, 0.01 * k);
+        }
+
+        // Then its own: the probabilities seen were 0 .. 0.07, so holding out is worth at most 0.07.
+        var own = budget.Next(0.37);
+        Assert.Equal(BudgetChoice.Decide, own.Choice);
+        Assert.InRange(own.Threshold, 0.035, 0.07);
+
+        // With one token left and no pass due before it, the pass is optional: the quantile of the share owed.
+        var last = budget.Next(0.37, decisionsLeft: 0);
+        Assert.Equal(0.07, last.Threshold); // floor(0.05 x 1.4 x 8) = 0 of the 8 may exceed it: the largest
+    }
+
+    [Fact]
     public void AForkContinuesFromTheSameStateIndependently()
     {
         var budget = new DepthBudget(DepthBudgetSettings.Create(0.3, null));
