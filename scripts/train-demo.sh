@@ -33,3 +33,5 @@ cp "$work/stage1/loss.png" "$out/stage1-loss.png"
 mv "$out/loss.png" "$out/stage2-loss.png"
 rm -f "$out/training_log.json"
 tah train eval --model "$out" --data "$work/data/test.jsonl" --json "$out/eval.json" --threads "$threads" | tee "$out/eval.md"
+# Accuracy against depth-2 share: depth budgets, fixed thresholds and the Oracle (tradeoff.md/.json/.png).
+tah train tradeoff --model "$out" --data "$work/data/test.jsonl" --out "$out" --threads "$threads"

@@ -31,12 +31,19 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
-        var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url)")
+        var overload = new OverloadOptions();
+        var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url); with --arrival-rate, elastic depth off and on under overload")
         {
             model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device,
         };
+        overload.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
+            if (result.GetValue(overload.ArrivalRate) is { } arrivalRate)
+            {
+                return RunOverload(result, overload, arrivalRate, model, url, kvBlocks, threshold, target, promptTokens, tokens, json, seed, device, rounds);
+            }
+
             int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens);
             var levels = ParseList(result.GetValue(concurrency)!, "--concurrency");
             string[] policyNames = result.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -128,6 +135,81 @@ internal static class BenchCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>Elastic depth off, then on, under the same open-loop overload, in this process.</summary>
+    private static int RunOverload(ParseResult result, OverloadOptions overload, double arrivalRate, Option<string> model, Option<Uri?> url, Option<int> kvBlocks,
+        Option<double?> threshold, Option<double?> target, Option<int> promptTokens, Option<int> tokens, Option<string?> json, Option<int> seed, Option<string> device, Option<int> rounds)
+    {
+        if (result.GetValue(url) is not null)
+        {
+            throw new ArgumentException("--arrival-rate runs the server's engine loop in this process: give --model, not --url");
+        }
+
+        if (!(arrivalRate > 0) || !(result.GetValue(overload.Duration) > 0))
+        {
+            throw new ArgumentException("--arrival-rate and --duration must be positive");
+        }
+
+        using var tah = ModelLoader.Load(
+            result.GetValue(model) ?? throw new ArgumentException("--arrival-rate needs --model DIR"),
+            ModelOptions.Parse(result.GetValue(device)!));
+        if (tah.Supports(IterationPolicy.Decider) is { } problem)
+        {
+            throw new ArgumentException(problem);
+        }
+
+        // The requests leave the threshold to the server (the ones elastic depth governs).
+        var policy = (result.GetValue(target) is { } rate ? IterationPolicy.DeciderAtRate(rate) : IterationPolicy.Parse("decider", result.GetValue(threshold))) with { Elastic = true };
+        int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens), maxRunning = result.GetValue(overload.MaxRunning);
+        int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * maxRunning * (((prompt + decode) / 16) + 2);
+        var scenario = new OverloadScenario(policy, arrivalRate, result.GetValue(overload.Duration), prompt, decode, maxRunning, blocks,
+            result.GetValue(overload.MinShare), TimeSpan.FromSeconds(result.GetValue(overload.Interval)), result.GetValue(seed));
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}; {policy}; {arrivalRate} requests/s for {scenario.DurationSeconds} s, prompt {prompt} + {decode} tokens; max running {maxRunning}, {blocks} KV blocks; torch threads {TorchSharp.torch.get_num_threads()}"));
+
+        new InProcessBench(tah, blocks).Run(new BenchScenario(policy, 1, prompt, 8), -1); // warm-up: allocator, JIT
+        // Rounds in the order off, on, on, off, ...: neither mode always runs first; medians are reported.
+        var bench = new OverloadBench(tah);
+        var runs = new List<OverloadResult>();
+        for (int round = 0; round < Math.Max(1, result.GetValue(rounds)); round++)
+        {
+            foreach (bool elastic in round % 2 == 0 ? new[] { false, true } : [true, false])
+            {
+                runs.Add(bench.Run(scenario, elastic, Console.Error));
+            }
+        }
+
+        var results = new[] { false, true }.Select(e => OverloadResult.Median([.. runs.Where(r => r.Elastic == e)])).ToArray();
+        OverloadBench.WriteTable(Console.Out, results);
+        if (result.GetValue(json) is { } path)
+        {
+            OverloadBench.WriteJson(path, scenario, results, new { model = tah.Directory, layers = tah.Config.NumHiddenLayers, hidden = tah.Config.HiddenSize, torch_threads = TorchSharp.torch.get_num_threads() });
+        }
+
+        return 0;
+    }
+
+    /// <summary>The flags of the overload benchmark.</summary>
+    private sealed class OverloadOptions
+    {
+        public Option<double?> ArrivalRate { get; } = new("--arrival-rate") { Description = "overload mode: requests per second offered (Poisson), more than the engine serves; compares elastic depth off and on" };
+
+        public Option<double> Duration { get; } = new("--duration") { Description = "seconds the arrivals last (overload mode)", DefaultValueFactory = _ => 60 };
+
+        public Option<int> MaxRunning { get; } = new("--max-running") { Description = "sequences decoded together (overload mode)", DefaultValueFactory = _ => 64 };
+
+        public Option<double> MinShare { get; } = new("--elastic-min-share") { Description = "the floor elastic depth lowers the depth-2 share to", DefaultValueFactory = _ => 0.01 };
+
+        public Option<double> Interval { get; } = new("--elastic-interval") { Description = "seconds load (or calm) must last before elastic depth steps down (or returns)", DefaultValueFactory = _ => 0.5 };
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in new Option[] { ArrivalRate, Duration, MaxRunning, MinShare, Interval })
+            {
+                command.Options.Add(option);
+            }
+        }
     }
 
     private static void Progress(int done, int total, BenchScenario? next)
