@@ -100,9 +100,10 @@ public sealed class ModelHost : IDisposable
             });
             _state = ModelState.Ready;
             _logger.LogInformation(
-                "Serving {ServedModel}: {Layers} layers, max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}",
+                "Serving {ServedModel}: {Layers} layers, max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}, elastic depth {Elastic}",
                 ServedModelName, _model!.Config.NumHiddenLayers, _model.MaxDepth, _model.Decider is null ? "none" : $"threshold {_model.Decider.Threshold}",
-                _engine!.MaxModelLength, _engine.Cache.TotalBlocks, DefaultPolicy);
+                _engine!.MaxModelLength, _engine.Cache.TotalBlocks, DefaultPolicy,
+                _engine.Options.Elastic is { Enabled: true } e ? $"on (down to a depth-2 share of {e.Options.MinShare:P1}, steps of {e.Options.Interval.TotalSeconds:0.###} s)" : "off");
         }
         catch (Exception e)
         {
