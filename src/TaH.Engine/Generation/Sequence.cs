@@ -74,9 +74,6 @@ public sealed class Sequence : IDisposable
 
     internal Sampler Sampler { get; }
 
-    /// <summary>The depth-2 budget controller of a budgeted request, null otherwise.</summary>
-    public DepthBudget? Budget => Depths.Budget;
-
     /// <summary>How its rows choose their depth (policy, budget, elastic threshold).</summary>
     internal DepthControl Depths { get; }
 

@@ -128,8 +128,6 @@ public sealed class DepthBudget
     /// <summary>Decisions that took the second pass.</summary>
     public int Deep { get; private set; }
 
-    public double Share => Decisions == 0 ? 0 : (double)Deep / Decisions;
-
     /// <summary>s k - d: how many depth-2 tokens the sequence is behind its target (negative: ahead).</summary>
     public double Deficit => (Settings.TargetShare ?? 0) * Decisions - Deep;
 
