@@ -142,8 +142,24 @@ public sealed class InferenceEngine : IDisposable
             throw new ArgumentException(problem, nameof(request));
         }
 
+        if (request.Constraint is { } constraint)
+        {
+            if (constraint.Vocabulary.Size != vocab)
+            {
+                throw new ArgumentException($"the constraint was compiled for a vocabulary of {constraint.Vocabulary.Size} logits, but the model has {vocab}", nameof(request));
+            }
+
+            if (!Terminators(request).Any())
+            {
+                throw new ArgumentException("a constrained request needs a token that ends it: the model has no EOS id and the request no stop token ids", nameof(request));
+            }
+        }
+
         request.Sampling.Validate();
     }
+
+    /// <summary>The tokens that end a sequence.</summary>
+    private IEnumerable<int> Terminators(GenerationRequest request) => Model.EosTokenIds.Concat(request.StopTokenIds);
 
     /// <summary>Stops a sequence (waiting or running) and frees its blocks.</summary>
     public void Cancel(Sequence sequence)
@@ -208,7 +224,7 @@ public sealed class InferenceEngine : IDisposable
         }
 
         var sampled = new SampledToken[draws.Count];
-        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits));
+        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits, draws[i].Sequence.Mask()));
         var events = new List<(Sequence, TokenEvent)>(draws.Count);
         for (int i = 0; i < draws.Count; i++)
         {
@@ -264,7 +280,8 @@ public sealed class InferenceEngine : IDisposable
             : policy.Kind == PolicyKind.Always ? "always"
             : policy.Rate is { } rate ? $"decider-rate:{rate:R}"
             : $"decider:{policy.Threshold ?? Model.Decider!.Threshold:R}";
-        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey);
+        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey, request.Constraint?.CreateMatcher(Terminators(request)));
+        sequence.PrepareMask();
         _sequences.Add(sequence);
         return sequence;
     }
@@ -295,6 +312,10 @@ public sealed class InferenceEngine : IDisposable
     {
         sequence.Sampler.Accept(sample.TokenId);
         sequence.Append(sample.TokenId);
+        if (sequence.Matcher is { } matcher && !matcher.Accept(sample.TokenId))
+        {
+            throw new InvalidOperationException($"token {sample.TokenId} was sampled but the constraint ({matcher.Constraint.Description}) does not allow it");
+        }
 
         var request = sequence.Request;
         FinishReason? finish = null;
@@ -310,6 +331,10 @@ public sealed class InferenceEngine : IDisposable
         if (finish is { } reason)
         {
             sequence.Finish(reason);
+        }
+        else
+        {
+            sequence.PrepareMask();
         }
 
         return new TokenEvent(sample.TokenId, depth, probability, sample, finish);

@@ -1,3 +1,4 @@
+using TaH.Engine.Constraints;
 using TaH.Engine.Kv;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -22,6 +23,7 @@ public enum SequenceStatus
 public sealed class Sequence : IDisposable
 {
     private readonly List<int> _tokens;
+    private PendingMask? _mask; // the next token's, computed on a worker while the step's forward runs
     private readonly List<LatentState> _latents = [];
     private readonly List<BlockHash> _blockHashes = [];
     private readonly KvCache _cache;
@@ -30,7 +32,7 @@ public sealed class Sequence : IDisposable
     private int _scheduledTokens;
     private int _scheduledLatents;
 
-    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, string? policyKey)
+    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, string? policyKey, ConstraintMatcher? matcher)
     {
         Id = id;
         Request = request;
@@ -38,6 +40,7 @@ public sealed class Sequence : IDisposable
         Kv = new SequenceKv(cache, maxDepth);
         Sampler = sampler;
         PolicyKey = policyKey;
+        Matcher = matcher;
         _tokens = [.. request.PromptTokens];
     }
 
@@ -73,6 +76,22 @@ public sealed class Sequence : IDisposable
     internal SequenceKv Kv { get; private set; }
 
     internal Sampler Sampler { get; }
+
+    /// <summary>Where the output stands in the request's constraint (null without one).</summary>
+    internal ConstraintMatcher? Matcher { get; }
+
+
+    /// <summary>Starts computing the next token's mask; it depends only on the tokens chosen so far.</summary>
+    internal void PrepareMask()
+    {
+        if (Matcher is { } matcher)
+        {
+            _mask = PendingMask.Start(matcher);
+        }
+    }
+
+    /// <summary>The mask to sample the next token with (computed or waited for), or null.</summary>
+    internal TokenMask? Mask() => _mask?.Get();
 
     /// <summary>Which deeper entries this sequence's policy produces (null when it never iterates).</summary>
     internal string? PolicyKey { get; }
@@ -234,7 +253,7 @@ public sealed class Sequence : IDisposable
     /// <summary>A parallel sample of this sequence (n &gt; 1) that shares its blocks.</summary>
     internal Sequence Fork(int id, Sampler sampler)
     {
-        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, PolicyKey)
+        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, PolicyKey, Matcher?.Clone())
         {
             Status = Status,
             AdmittedAt = AdmittedAt,
@@ -248,6 +267,7 @@ public sealed class Sequence : IDisposable
         fork._latents.AddRange(_latents.Select(l => l.Clone()));
         fork._registeredDepth1 = _registeredDepth1;
         fork._registeredDeep = _registeredDeep;
+        fork._mask = _mask; // the same tokens so far, the same mask
         return fork;
     }
 

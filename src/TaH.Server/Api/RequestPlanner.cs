@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TaH.Engine.Checkpoints;
+using TaH.Engine.Constraints;
 using TaH.Engine.Generation;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -31,10 +32,6 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
         var messages = messageParams.Select(ReadMessage).ToList();
         var (tools, parseTools) = ReadTools(r.Tools, r.ToolChoice);
-        if (r.ResponseFormat?.Type is { } format && format is not ("text" or "json_object"))
-        {
-            throw ApiException.Unsupported("response_format", $"response_format type '{format}' is not supported (text and json_object are accepted; json_object is not enforced).");
-        }
 
         bool? enableThinking = null;
         if (r.ChatTemplateKwargs?.TryGetValue("enable_thinking", out var thinking) == true)
@@ -64,6 +61,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
             throw ApiException.Unsupported("echo", "'echo' applies only with 'continue_final_message' (it prepends the continued message).");
         }
 
+        var constraint = StructuredOutputReader.ForChat(host.Constraints, r, allowThinking: options.ReasoningParser == "qwen3" && enableThinking != false);
         var template = ChatTemplateOrThrow();
         string prompt;
         try
@@ -96,7 +94,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         int? logprobs = r.Logprobs == true ? r.TopLogprobs ?? 0 : null;
         string maxName = r.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
         var common = new CommonParams(r, r.MaxCompletionTokens ?? r.MaxTokens, maxName, options.DefaultMaxTokens, logprobs);
-        return Plan(common, [(promptTokens, null)], "messages", prefill, new Parsing(options.ReasoningParser == "qwen3", parseTools), r.User);
+        return Plan(common, [(promptTokens, null)], "messages", prefill, new Parsing(options.ReasoningParser == "qwen3", parseTools), r.User, constraint);
     }
 
     public GenerationPlan PlanCompletion(CompletionRequest r)
@@ -116,7 +114,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
         var inputs = prompts.Select(p => (p.Tokens, r.Echo == true ? p.Text ?? host.Tokenizer.Decode(p.Tokens) : null)).ToList();
         var common = new CommonParams(r, r.MaxTokens, "max_tokens", 16, r.Logprobs);
-        return Plan(common, inputs, "prompt", null, new Parsing(false, false), r.User);
+        return Plan(common, inputs, "prompt", null, new Parsing(false, false), r.User, StructuredOutputReader.ForCompletion(host.Constraints, r));
     }
 
     /// <summary>The shared fields, and the ones the two endpoints name or shape differently.</summary>
@@ -124,7 +122,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
     private sealed record Parsing(bool Reasoning, bool ToolCalls);
 
-    private GenerationPlan Plan(CommonParams p, IReadOnlyList<(IReadOnlyList<int> Tokens, string? Echo)> prompts, string promptParam, string? prefill, Parsing parsing, string? user)
+    private GenerationPlan Plan(CommonParams p, IReadOnlyList<(IReadOnlyList<int> Tokens, string? Echo)> prompts, string promptParam, string? prefill, Parsing parsing, string? user, Constraint? constraint)
     {
         int n = p.Body.N ?? 1;
         if (n < 1 || n > options.MaxN)
@@ -140,6 +138,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         var policy = ReadPolicy(p.Body.Tah);
         var sampling = ReadSampling(p);
         var stops = ReadStop(p.Body.Stop);
+        StructuredOutputReader.CheckCompatible(constraint, stops);
         var stopIds = p.Body.StopTokenIds ?? [];
         int vocab = host.Model.Config.VocabSize;
         foreach (int id in stopIds)
@@ -224,6 +223,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
                 StopTokenIds = stopIds,
                 IgnoreEos = p.Body.IgnoreEos == true,
                 N = n,
+                Constraint = constraint,
             };
             for (int k = 0; k < n; k++)
             {
@@ -555,11 +555,8 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         string choice = toolChoice switch
         {
             null or { ValueKind: JsonValueKind.Null } => tools is { Count: > 0 } ? "auto" : "none",
-            { ValueKind: JsonValueKind.String } s when s.GetString() is "none" or "auto" => s.GetString()!,
-            { ValueKind: JsonValueKind.String } s when s.GetString() == "required" =>
-                throw ApiException.Unsupported("tool_choice", "tool_choice 'required' is not supported: this server cannot force a call (no guided decoding); use 'auto'."),
-            { ValueKind: JsonValueKind.Object } =>
-                throw ApiException.Unsupported("tool_choice", "A named tool_choice is not supported: this server cannot force a call (no guided decoding); use 'auto'."),
+            { ValueKind: JsonValueKind.String } s when s.GetString() is "none" or "auto" or "required" => s.GetString()!,
+            { ValueKind: JsonValueKind.Object } => "named", // forced calls: StructuredOutputReader
             _ => throw ApiException.BadRequest("'tool_choice' must be 'none', 'auto', 'required' or a named function.", "tool_choice"),
         };
         if (tools is not { Count: > 0 })
