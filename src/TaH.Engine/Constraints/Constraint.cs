@@ -21,7 +21,13 @@ public sealed class Constraint
         var work = new List<(int Rule, int State)>();
         for (int r = 0; r < rules.Count; r++)
         {
-            if (rules[r] is AutomatonRule a)
+            if (rules[r] is AutomatonRule { CacheKey: { } key } shared)
+            {
+                int rule = r;
+                Entries[r] = vocabulary.RuleEntries(key, () => [.. Enumerable.Range(0, shared.States).AsParallel().AsOrdered()
+                    .Select(s => shared.Consumes(s) ? Walks.Compute(Stepper, vocabulary, rule, s) : StateEntry.Empty)]);
+            }
+            else if (rules[r] is AutomatonRule a)
             {
                 Entries[r] = new StateEntry[a.States];
                 for (int s = 0; s < a.States; s++)

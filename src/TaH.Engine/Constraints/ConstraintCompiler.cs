@@ -57,7 +57,7 @@ public sealed class ConstraintCompiler(TokenVocabulary vocabulary, int cacheSize
 
     /// <summary>Text matching a regex whole (see <see cref="RegexCompiler"/> for the syntax).</summary>
     public Constraint Regex(string pattern, bool allowThinking = false) => Compiled("regex", pattern, allowThinking, () =>
-        Build("regex", allowThinking, _ => RegexCompiler.Compile(pattern)));
+        Build("regex", allowThinking, json => Call(json.Builder.Shared("regex:" + pattern, () => json.Builder.Add("regex", RegexCompiler.Compile(pattern))))));
 
     /// <summary>Exactly one of the given strings.</summary>
     public Constraint Choice(IReadOnlyList<string> choices, bool allowThinking = false)

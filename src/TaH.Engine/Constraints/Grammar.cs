@@ -57,6 +57,12 @@ internal sealed class AutomatonRule(string name) : Rule(name)
 
     public int MaxCount { get; init; } = int.MaxValue;
 
+    /// <summary>
+    /// Set on a rule without calls that every grammar builds the same way (a number, a format, an
+    /// integer range): its token classes depend only on the vocabulary, which keeps them.
+    /// </summary>
+    public string? CacheKey { get; init; }
+
     public int States => Final.Length;
 
     /// <summary>Whether a frame in this state can take a byte or a token (else it is only a call or an end).</summary>

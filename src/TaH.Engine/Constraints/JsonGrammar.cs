@@ -10,8 +10,9 @@ namespace TaH.Engine.Constraints;
 /// </summary>
 /// <remarks>
 /// Whitespace is bounded so that a model cannot pad forever: after <c>{</c>, <c>[</c> and
-/// <c>,</c> and before <c>}</c> and <c>]</c>, nothing, one space, or a new line and up to
-/// <see cref="MaxIndent"/> spaces; after <c>:</c> at most one space; nowhere else. Numbers have at
+/// <c>,</c> and before <c>}</c> and <c>]</c> (and before a <c>,</c> between counted array items),
+/// nothing, one space, or a new line and up to <see cref="MaxIndent"/> spaces; after <c>:</c> at
+/// most one space; nowhere else. Numbers have at
 /// most 16 integer digits, 15 fraction digits and a two-digit exponent, so a number always ends
 /// (and always fits a double).
 /// </remarks>
@@ -26,10 +27,7 @@ internal sealed class JsonGrammar(GrammarBuilder g)
 
     public GrammarBuilder Builder => _g;
 
-    public static Pattern Ws { get; } = GuardedWs(Guard.None);
-
-    /// <summary>Whitespace whose every byte needs <paramref name="guard"/>: what leads to a guarded byte must be guarded too, or it could lead nowhere.</summary>
-    public static Pattern GuardedWs(Guard guard) => Opt(Alt(Byte(' ', guard), Seq(Byte('\n', guard), Repeat(Byte(' ', guard), 0, MaxIndent))));
+    public static Pattern Ws { get; } = Opt(Alt(Lit(" "), Seq(Lit("\n"), Repeat(Lit(" "), 0, MaxIndent))));
 
     public static Pattern Colon { get; } = Seq(Lit(":"), Opt(Lit(" ")));
 

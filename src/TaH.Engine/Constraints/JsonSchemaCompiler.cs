@@ -467,15 +467,18 @@ internal sealed class JsonSchemaCompiler
         if (tailRule is { } tr && max > p)
         {
             // Items are counted only when a bound needs it, so unbounded items share their checks.
+            // Whitespace after an item leads to both ',' (below maxItems) and ']' (at minItems or
+            // more): one of them is always open, so no path is a dead end.
             bool counted = min > p || max != int.MaxValue;
             var item = Call(tr, counted ? Effect.Increment : Effect.None);
+            int afterWs = end + 1;
             edges.Add((p, afterTail, p == 0 ? item : Seq(Lit(","), JsonGrammar.Ws, item)));
-            edges.Add((afterTail, afterTail, Seq(Byte(',', counted ? Guard.BelowMax : Guard.None), JsonGrammar.Ws, item)));
-            var closeGuard = counted ? Guard.AtLeastMin : Guard.None;
-            edges.Add((afterTail, end, Seq(JsonGrammar.GuardedWs(closeGuard), Byte(']', closeGuard))));
+            edges.Add((afterTail, afterWs, JsonGrammar.Ws));
+            edges.Add((afterWs, afterTail, Seq(Byte(',', counted ? Guard.BelowMax : Guard.None), JsonGrammar.Ws, item)));
+            edges.Add((afterWs, end, Byte(']', counted ? Guard.AtLeastMin : Guard.None)));
         }
 
-        var body = new GraphP(end + 1, end, edges);
+        var body = new GraphP(end + 2, end, edges);
         int rule = _g.Add(pointer + " array", Seq(Lit("["), JsonGrammar.Ws, body), Math.Max(0, min - p), max == int.MaxValue ? int.MaxValue : max - p);
         return Call(rule);
     }

@@ -362,6 +362,7 @@ internal sealed class GrammarBuilder
     private readonly List<object?> _rules = []; // Pattern definition with bounds, or a StringRule
     private readonly List<string> _names = [];
     private readonly Dictionary<string, int> _shared = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, string> _keys = [];
 
     private sealed record Definition(Pattern Pattern, int MinCount, int MaxCount);
 
@@ -388,6 +389,7 @@ internal sealed class GrammarBuilder
         {
             id = create();
             _shared[key] = id;
+            _keys[id] = key;
         }
 
         return id;
@@ -471,7 +473,7 @@ internal sealed class GrammarBuilder
         for (int r = 0; r < n; r++)
         {
             rules[r] = dfas[r] is { } dfa
-                ? productive[r] ? Trim(_names[r], dfa, CanFinish(dfa, productive), productive, bounds[r]) : Unusable(_names[r])
+                ? productive[r] ? Trim(_names[r], dfa, CanFinish(dfa, productive), productive, bounds[r], dfa.Calls.All(c => c.Count == 0) ? _keys.GetValueOrDefault(r) : null) : Unusable(_names[r])
                 : (StringRule)_rules[r]!;
         }
 
@@ -508,7 +510,7 @@ internal sealed class GrammarBuilder
     private static AutomatonRule Unusable(string name) =>
         new(name) { Start = 0, Final = [false], Bytes = [[]], Calls = [[]], Tokens = [[]] };
 
-    private static AutomatonRule Trim(string name, Nfa.Dfa dfa, bool[] canFinish, bool[] productive, (int Min, int Max) bounds)
+    private static AutomatonRule Trim(string name, Nfa.Dfa dfa, bool[] canFinish, bool[] productive, (int Min, int Max) bounds, string? cacheKey)
     {
         // Keep the states reachable from the start through edges into states that can finish.
         int states = dfa.Final.Count;
@@ -542,6 +544,7 @@ internal sealed class GrammarBuilder
             Tokens = [.. order.Select(s => dfa.Tokens[s].Where(e => map[e.Target] >= 0).Select(e => e with { Target = map[e.Target] }).ToArray())],
             MinCount = bounds.Min,
             MaxCount = bounds.Max,
+            CacheKey = cacheKey,
         };
     }
 

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using TaH.Engine.Tokenization;
 
 namespace TaH.Engine.Constraints;
@@ -66,6 +67,21 @@ public sealed class TokenVocabulary
 
     internal const int Root = 0;
 
+    private const int MaxSharedRules = 1024;
+
+    private readonly ConcurrentDictionary<string, Lazy<StateEntry[]>> _ruleEntries = new(StringComparer.Ordinal);
+
+    /// <summary>The token classes of a call-free rule every grammar builds alike (<see cref="AutomatonRule.CacheKey"/>), made once.</summary>
+    internal StateEntry[] RuleEntries(string key, Func<StateEntry[]> compute)
+    {
+        if (_ruleEntries.Count >= MaxSharedRules)
+        {
+            _ruleEntries.Clear();
+        }
+
+        return _ruleEntries.GetOrAdd(key, _ => new Lazy<StateEntry[]>(compute)).Value;
+    }
+
     /// <summary>What each token does inside a string (value strings, or key strings without escapes), built on first use.</summary>
     internal StringTables Strings(bool key) => key ? _keys.Value : _strings.Value;
 
@@ -75,7 +91,7 @@ public sealed class TokenVocabulary
         foreach (bool key in new[] { false, true })
         {
             _ = Strings(key)[StringAutomaton.Q];
-            _ = Strings(key)[StringAutomaton.B];
+            _ = Strings(key)[StringAutomaton.B].WithNeedAtMost(0); // and its bitsets by length left
         }
     }
 

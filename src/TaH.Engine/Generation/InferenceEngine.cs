@@ -281,7 +281,6 @@ public sealed class InferenceEngine : IDisposable
             : policy.Rate is { } rate ? $"decider-rate:{rate:R}"
             : $"decider:{policy.Threshold ?? Model.Decider!.Threshold:R}";
         var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey, request.Constraint?.CreateMatcher(Terminators(request)));
-        sequence.PrepareMask();
         _sequences.Add(sequence);
         return sequence;
     }
@@ -331,10 +330,6 @@ public sealed class InferenceEngine : IDisposable
         if (finish is { } reason)
         {
             sequence.Finish(reason);
-        }
-        else
-        {
-            sequence.PrepareMask();
         }
 
         return new TokenEvent(sample.TokenId, depth, probability, sample, finish);

@@ -23,7 +23,6 @@ public enum SequenceStatus
 public sealed class Sequence : IDisposable
 {
     private readonly List<int> _tokens;
-    private PendingMask? _mask; // the next token's, computed on a worker while the step's forward runs
     private readonly List<LatentState> _latents = [];
     private readonly List<BlockHash> _blockHashes = [];
     private readonly KvCache _cache;
@@ -80,18 +79,12 @@ public sealed class Sequence : IDisposable
     /// <summary>Where the output stands in the request's constraint (null without one).</summary>
     internal ConstraintMatcher? Matcher { get; }
 
-
-    /// <summary>Starts computing the next token's mask; it depends only on the tokens chosen so far.</summary>
-    internal void PrepareMask()
-    {
-        if (Matcher is { } matcher)
-        {
-            _mask = PendingMask.Start(matcher);
-        }
-    }
-
-    /// <summary>The mask to sample the next token with (computed or waited for), or null.</summary>
-    internal TokenMask? Mask() => _mask?.Get();
+    /// <summary>
+    /// The mask to sample the next token with, or null. Computed when sampling (in parallel over
+    /// the step's sequences), not during the forward: a few microseconds against the forward's
+    /// milliseconds, and a worker running beside the forward took cores from libtorch's threads.
+    /// </summary>
+    internal TokenMask? Mask() => Matcher?.ComputeMask();
 
     /// <summary>Which deeper entries this sequence's policy produces (null when it never iterates).</summary>
     internal string? PolicyKey { get; }
@@ -267,7 +260,6 @@ public sealed class Sequence : IDisposable
         fork._latents.AddRange(_latents.Select(l => l.Clone()));
         fork._registeredDepth1 = _registeredDepth1;
         fork._registeredDeep = _registeredDeep;
-        fork._mask = _mask; // the same tokens so far, the same mask
         return fork;
     }
 

@@ -31,13 +31,22 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
+        var structured = new Option<string?>("--structured") { Description = "instead: structured outputs over a JSON list of {name, schema} (compile time, mask time per token, decode tok/s with and without a constraint)" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "with --structured: the tokenizer directory (default: the model's)" };
         var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url)")
         {
-            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, structured, tokenizer,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
             int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens);
+            if (result.GetValue(structured) is { } corpus)
+            {
+                using var loaded = ModelLoader.Load(result.GetValue(model) ?? throw new ArgumentException("--structured needs --model DIR"), ModelOptions.Parse(result.GetValue(device)!));
+                StructuredBench.Run(loaded, result.GetValue(tokenizer) ?? loaded.Directory, corpus, prompt, decode, result.GetValue(rounds), result.GetValue(seed), result.GetValue(json), Console.Out);
+                return 0;
+            }
+
             var levels = ParseList(result.GetValue(concurrency)!, "--concurrency");
             string[] policyNames = result.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             double? chosenThreshold = result.GetValue(threshold);
