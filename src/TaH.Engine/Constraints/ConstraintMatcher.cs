@@ -22,6 +22,7 @@ public sealed class ConstraintMatcher
     private Frame[] _frames;
     private bool _accepting;
     private bool _ended;
+    private bool _cutShort;
     private TokenMask? _lastMask;
     private Frame[]? _lastFrames;
     private bool _lastAccepting;
@@ -53,6 +54,7 @@ public sealed class ConstraintMatcher
         _frames = other._frames;
         _accepting = other._accepting;
         _ended = other._ended;
+        _cutShort = other._cutShort;
     }
 
     public Constraint Constraint => _constraint;
@@ -63,8 +65,11 @@ public sealed class ConstraintMatcher
     /// <summary>An end token was accepted.</summary>
     public bool IsEnded => _ended;
 
-    /// <summary>Stacks being followed (more than one while the output is ambiguous).</summary>
-    public int Stacks => _frames.Length;
+    /// <summary>
+    /// The output ended unfinished: it nested deeper than a stack may hold, so nothing could follow
+    /// but the end (as when max_tokens cuts it short).
+    /// </summary>
+    public bool IsCutShort => _cutShort && _ended;
 
     public ConstraintMatcher Clone() => new(this);
 
@@ -94,11 +99,13 @@ public sealed class ConstraintMatcher
             }
         }
 
+        // Empty only where a stack ran into the depth limit: the end cuts the output short.
+        bool stuck = !_accepting && !_ended && mask.Count == 0;
         foreach (int t in _terminators)
         {
             if (t < mask.Size)
             {
-                if (_accepting || _ended)
+                if (_accepting || _ended || stuck)
                 {
                     mask.Set(t);
                 }
@@ -125,7 +132,12 @@ public sealed class ConstraintMatcher
         {
             if (!_accepting && !_ended)
             {
-                return false;
+                if (!ComputeMask().IsAllowed(token))
+                {
+                    return false;
+                }
+
+                _cutShort = true; // stuck at the depth limit
             }
 
             _ended = true;
@@ -137,7 +149,10 @@ public sealed class ConstraintMatcher
             return false;
         }
 
+        // A token that runs into the depth limit is taken (the mask, made without the limit in view,
+        // allowed it), and leaves nothing to follow but the end: the output is cut short there.
         var flags = default(StepFlags);
+        bool limited = false;
         var from = _a;
         from.Clear();
         foreach (var f in _frames)
@@ -171,8 +186,16 @@ public sealed class ConstraintMatcher
                     _stepper.StepByte(from[i], bytes[d], to, ref flags);
                 }
 
+                limited |= flags.DepthLimited;
                 if (to.Count == 0 && (d < bytes.Length - 1 || !flags.Accepting))
                 {
+                    if (limited)
+                    {
+                        _frames = [];
+                        _accepting = false;
+                        return true;
+                    }
+
                     return false;
                 }
 
@@ -182,7 +205,8 @@ public sealed class ConstraintMatcher
             (from, to) = (to, from);
         }
 
-        if (to.Count == 0 && !flags.Accepting)
+        limited |= flags.DepthLimited;
+        if (to.Count == 0 && !flags.Accepting && !limited)
         {
             return false;
         }

@@ -44,8 +44,6 @@ internal sealed class JsonGrammar(GrammarBuilder g)
     /// <summary>Integers in [<paramref name="lo"/>, <paramref name="hi"/>] (within ±(10^16 - 1)), written as JSON writes them.</summary>
     public int Integer(BigInteger lo, BigInteger hi) => _g.Shared($"integer[{lo},{hi}]", () => _g.Add($"integer[{lo},{hi}]", IntegerRange(lo, hi)));
 
-    public int Literal(string json) => _g.Shared("literal:" + json, () => _g.Add(json.Length > 40 ? json[..40] + "..." : json, Lit(json)));
-
     public int Boolean() => _g.Shared("boolean", () => _g.Add("boolean", Alt(Lit("true"), Lit("false"))));
 
     /// <summary>Any JSON value.</summary>

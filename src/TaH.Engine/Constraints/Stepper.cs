@@ -11,6 +11,9 @@ internal struct StepFlags
 
     /// <summary>A path needed the starting frame's unknown count or keys.</summary>
     public bool Uncertain;
+
+    /// <summary>A call was not taken: the stack holds <see cref="Stepper.MaxDepth"/> frames.</summary>
+    public bool DepthLimited;
 }
 
 /// <summary>A set of frames (each the top of a stack), without duplicates, in insertion order.</summary>
@@ -50,7 +53,8 @@ internal sealed class FrameSet
 /// </summary>
 internal sealed class Stepper(Grammar grammar)
 {
-    private const int MaxDepth = 10_000;
+    /// <summary>Frames a stack may hold; deeper calls are not taken (see <see cref="ConstraintMatcher.IsCutShort"/>).</summary>
+    public const int MaxDepth = 10_000;
 
     private readonly IReadOnlyList<Rule> _rules = grammar.Rules;
 
@@ -60,11 +64,6 @@ internal sealed class Stepper(Grammar grammar)
 
     public Frame Push(int rule, Effect effect, Frame? parent)
     {
-        if (parent is not null && parent.Depth >= MaxDepth)
-        {
-            throw new ConstraintException($"the output nests deeper than {MaxDepth} levels", ConstraintError.Unsupported, "depth");
-        }
-
         int start = _rules[rule] is AutomatonRule a ? a.Start : StringAutomaton.Q;
         return new Frame(rule, start, 0, null, effect, parent, false);
     }
@@ -92,9 +91,16 @@ internal sealed class Stepper(Grammar grammar)
             into.Add(f);
         }
 
-        foreach (var call in a.Calls[f.State])
+        if (f.Depth < MaxDepth)
         {
-            Close(Push(call.Rule, call.Effect, f.With(call.Target, f.Count, f.Data)), into, ref flags);
+            foreach (var call in a.Calls[f.State])
+            {
+                Close(Push(call.Rule, call.Effect, f.With(call.Target, f.Count, f.Data)), into, ref flags);
+            }
+        }
+        else
+        {
+            flags.DepthLimited |= a.Calls[f.State].Length > 0;
         }
 
         if (a.Final[f.State])

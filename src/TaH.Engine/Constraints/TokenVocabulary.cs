@@ -35,7 +35,6 @@ public sealed class TokenVocabulary
         NodeToken = trie.NodeToken;
         SubtreeEnd = trie.SubtreeEnd;
         ByteTokens = trie.Tokens;
-        Lcp = trie.Lcp;
         _strings = new Lazy<StringTables>(() => new StringTables(this, key: false));
         _keys = new Lazy<StringTables>(() => new StringTables(this, key: true));
     }
@@ -61,9 +60,6 @@ public sealed class TokenVocabulary
 
     /// <summary>Every trie token, sorted by bytes.</summary>
     internal int[] ByteTokens { get; }
-
-    /// <summary>For <see cref="ByteTokens"/>[i], the bytes it shares with the token before it.</summary>
-    internal int[] Lcp { get; }
 
     internal const int Root = 0;
 
@@ -153,7 +149,7 @@ public sealed class TokenVocabulary
         return new TokenVocabulary(modelVocabSize, bytes, added, BuildTrie(bytes, ordinary));
     }
 
-    private sealed record TrieArrays(int[] ChildStart, byte[] ChildByte, int[] ChildNode, int[] NodeToken, int[] SubtreeEnd, int[] Tokens, int[] Lcp);
+    private sealed record TrieArrays(int[] ChildStart, byte[] ChildByte, int[] ChildNode, int[] NodeToken, int[] SubtreeEnd, int[] Tokens);
 
     private static TrieArrays BuildTrie(byte[][] bytes, List<int> ids)
     {
@@ -215,6 +211,6 @@ public sealed class TokenVocabulary
             subtreeEnd[n] = childStart[n + 1] > childStart[n] ? subtreeEnd[childNode[childStart[n + 1] - 1]] : n + 1;
         }
 
-        return new TrieArrays(childStart, childByte, childNode, [.. token], subtreeEnd, [.. ids], lcp);
+        return new TrieArrays(childStart, childByte, childNode, [.. token], subtreeEnd, [.. ids]);
     }
 }

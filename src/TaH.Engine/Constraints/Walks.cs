@@ -32,15 +32,12 @@ internal sealed class StateEntry
 
     /// <summary>Added tokens this state takes by id.</summary>
     public int[] Tokens { get; }
-
-    public int AcceptedCount => AcceptedBits is { } bits ? bits.Sum(w => System.Numerics.BitOperations.PopCount(w)) : Accepted.Length;
 }
 
 /// <summary>Scratch of one thread's walks: a frame set per depth of a token.</summary>
 internal sealed class WalkScratch
 {
     private readonly List<FrameSet> _levels = [];
-    private readonly List<bool> _accepting = [];
     private readonly List<bool> _tainted = [];
 
     public FrameSet Level(int depth)
@@ -48,14 +45,11 @@ internal sealed class WalkScratch
         while (_levels.Count <= depth)
         {
             _levels.Add(new FrameSet());
-            _accepting.Add(false);
             _tainted.Add(false);
         }
 
         return _levels[depth];
     }
-
-    public void SetAccepting(int depth, bool value) => _accepting[depth] = value;
 
     /// <summary>Whether a path to this depth ran into something unknown.</summary>
     public bool Tainted(int depth) => _tainted[depth];
@@ -280,7 +274,6 @@ internal static class Walks
             root.Add(start[i]);
         }
 
-        scratch.SetAccepting(0, startAccepting);
         scratch.SetTainted(0, false);
         int valid = 0, dead = int.MaxValue, common = 0;
         bool deadTainted = false;
@@ -324,7 +317,6 @@ internal static class Walks
                     stepper.StepByte(from[j], bytes[d], to, ref flags);
                 }
 
-                scratch.SetAccepting(d + 1, flags.Accepting);
                 scratch.SetTainted(d + 1, scratch.Tainted(d) || flags.Uncertain);
                 valid = d + 1;
                 if (to.Count == 0)

@@ -320,7 +320,7 @@ public sealed class InferenceEngine : IDisposable
         FinishReason? finish = null;
         if (!request.IgnoreEos && (Model.EosTokenIds.Contains(sample.TokenId) || request.StopTokenIds.Contains(sample.TokenId)))
         {
-            finish = FinishReason.Stop;
+            finish = sequence.Matcher?.IsCutShort == true ? FinishReason.Length : FinishReason.Stop;
         }
         else if (sequence.GeneratedCount >= request.MaxTokens || sequence.Tokens.Count >= MaxModelLength)
         {

@@ -127,4 +127,24 @@ public sealed class MatcherTests
         Assert.True(m.IsComplete && other.IsComplete);
         Assert.False(m.Clone().Accept(Single("\"")));
     }
+
+    [Fact]
+    public void NestingPastTheStackLimitEndsTheOutputCutShort()
+    {
+        // Arrays of at least one item, each null or such an array: ever deeper until the limit.
+        var m = Qwen3Vocabulary.Compiler.JsonSchema("""{"anyOf":[{"type":"null"},{"type":"array","items":{"$ref":"#"},"minItems":1}]}""").CreateMatcher(End);
+        int open = Single("["), opened = 0;
+        while (m.ComputeMask().IsAllowed(open))
+        {
+            Assert.True(m.Accept(open));
+            opened++;
+        }
+
+        Assert.InRange(opened, 1000, 10_000);
+        Assert.False(m.IsComplete);
+        Assert.True(m.Accept(Single(" "))); // the innermost array can only take an item now, and cannot
+        Assert.Equal([Qwen3Vocabulary.ImEnd], m.ComputeMask().Allowed());
+        Assert.True(m.Accept(Qwen3Vocabulary.ImEnd));
+        Assert.True(m.IsCutShort);
+    }
 }
