@@ -35,7 +35,6 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
 {
     private readonly LinkedList<Sequence> _waiting = new();
     private readonly List<Sequence> _running = [];
-    private long _admissions;
 
     public int WaitingCount => _waiting.Count;
 
@@ -44,8 +43,6 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
     public long Preemptions { get; private set; }
 
     public long CachedPromptTokens { get; private set; }
-
-    public IEnumerable<Sequence> Running => _running;
 
     public void Enqueue(Sequence sequence) => _waiting.AddLast(sequence);
 
@@ -125,7 +122,6 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
             }
 
             sequence.Status = SequenceStatus.Running;
-            sequence.AdmittedAt = ++_admissions;
             _running.Add(sequence);
             plan.Add(sequence, sequence.ScheduleRows(tokens));
             budget -= tokens;

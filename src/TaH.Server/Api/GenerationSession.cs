@@ -37,8 +37,6 @@ public sealed class GenerationSession : IAsyncDisposable
         }
     }
 
-    public int CompletionTokens => _choices.Sum(c => c.Processor.Depths.Tokens);
-
     /// <summary>
     /// Submits every choice. Refusals become API errors: 400 for a request the engine cannot run,
     /// 429 when the queue is full, 503 while draining. Choices submitted before a refusal are cancelled.
