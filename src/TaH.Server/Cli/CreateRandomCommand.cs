@@ -1,5 +1,5 @@
 using System.CommandLine;
-using TaH.Engine.Model;
+using TaH.Checkpoints.Writing;
 using TorchSharp;
 
 namespace TaH.Server.Cli;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
 using TaH.Engine.Config;
 using TorchSharp;
@@ -267,7 +268,7 @@ public static class TaHCheckpoint
             payload["class"] = "MLPIterDecider";
             payload["state_dict"] = state;
             payload["init_args"] = initArgs;
-            TorchCheckpoint.Save(Path.Combine(directory, "iter_decider.bin"), payload);
+            TorchCheckpointWriter.Save(Path.Combine(directory, "iter_decider.bin"), payload);
             ((Tensor)state["threshold"]!).Dispose();
         }
     }

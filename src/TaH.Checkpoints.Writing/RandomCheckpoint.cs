@@ -5,7 +5,7 @@ using TaH.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace TaH.Engine.Model;
+namespace TaH.Checkpoints.Writing;
 
 /// <summary>The dimensions of a Qwen3-architecture model.</summary>
 public sealed record ModelShape(string Name, int VocabSize, int HiddenSize, int IntermediateSize, int Layers, int Heads, int KvHeads, int HeadDim, bool TiedEmbeddings)
@@ -96,7 +96,7 @@ public static class RandomCheckpoint
             ["max_iter"] = 2,
             ["dtype"] = new JsonObject { ["__dtype__"] = true, ["__str__"] = "torch.bfloat16" },
         };
-        TorchCheckpoint.Save(Path.Combine(directory, "iter_decider.bin"), DeciderPayload(deciderArgs, h, entries.Length, hiddenDims, topK, generator));
+        TorchCheckpointWriter.Save(Path.Combine(directory, "iter_decider.bin"), DeciderPayload(deciderArgs, h, entries.Length, hiddenDims, topK, generator));
 
         WriteJson(Path.Combine(directory, "config.json"), new JsonObject
         {
