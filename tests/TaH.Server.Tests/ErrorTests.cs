@@ -18,7 +18,7 @@ public sealed class ErrorTests(SharedServer shared)
     public static TheoryData<string, string, int, string?, string?> BadRequests => new()
     {
         // path, body, status, param, code
-        { Chat, """{"model": "gpt-4", MSGS}""", 400, "model", "model_not_found" },
+        { Chat, """{"model": "gpt-4", MSGS}""", 404, "model", "model_not_found" },
         { Chat, """{MSGS, "max_tokens": -5}""", 400, "max_tokens", null },
         { Chat, """{MSGS, "max_completion_tokens": 0}""", 400, "max_completion_tokens", null },
         { Chat, """{MSGS, "temperature": 2.5}""", 400, "temperature", null },
@@ -70,7 +70,7 @@ public sealed class ErrorTests(SharedServer shared)
         { Completions, """{"prompt": "hi", "best_of": 3}""", 400, "best_of", "unsupported_parameter" },
         { Completions, """{"prompt": "hi", "echo": true, "logprobs": 1}""", 400, "echo", "unsupported_parameter" },
         { Completions, """{"prompt": "hi", "logprobs": 50}""", 400, "logprobs", null },
-        { Completions, """{"prompt": "hi", "model": "other"}""", 400, "model", "model_not_found" },
+        { Completions, """{"prompt": "hi", "model": "other"}""", 404, "model", "model_not_found" },
     };
 
     [Theory]

@@ -105,10 +105,7 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
             var (depth1, deeper) = options.PrefixCaching ? Lookup(sequence) : ([], []);
             int adopted = depth1.Length * cache.BlockSize;
             int tokens = Math.Min(sequence.Tokens.Count - adopted, budget);
-            int needed = depth1.Count(b => !cache.IsHeld(b))
-                + deeper.Sum(d => d.Blocks.Take(d.Count / cache.BlockSize).Count(b => !cache.IsHeld(b)))
-                + deeper.Count(d => d.Count % cache.BlockSize != 0)
-                + cache.BlocksFor(adopted + tokens) - depth1.Length;
+            int needed = cache.Budget.BlocksToAdmit(depth1, deeper, adopted + tokens, cache.IsHeld);
             if (needed > cache.FreeBlocks)
             {
                 break;

@@ -32,7 +32,7 @@ public sealed class SequenceKv : IDisposable
     public int BlocksNeeded(int depth, int entries)
     {
         var table = _depths[depth - 1];
-        return _cache.BlocksFor(table.Count + entries) - table.Blocks.Count;
+        return _cache.Budget.BlocksFor(table.Count + entries) - table.Blocks.Count;
     }
 
     /// <summary>

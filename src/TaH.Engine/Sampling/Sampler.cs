@@ -27,12 +27,11 @@ public sealed class Sampler
     private float[] _weights = [];
     private int[] _candidates = [];
 
-    /// <param name="parameters">Validated here; throws <see cref="ArgumentException"/> if out of range.</param>
+    /// <param name="parameters">In range (the engine's AdmissionGate validates them once, per request).</param>
     /// <param name="promptTokenIds">The prompt, for the repetition penalty.</param>
     public Sampler(SamplingParams parameters, ReadOnlySpan<int> promptTokenIds)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        parameters.Validate();
         Parameters = parameters;
         Seed = parameters.Seed ?? RandomSeed();
         _rng = new Xoshiro256StarStar(unchecked((ulong)Seed));

@@ -55,12 +55,10 @@ public static class Endpoints
 
     private static ModelCard Card(ModelHost host)
     {
-        var loop = host.RequireReady();
+        host.RequireReady();
         var model = host.Model;
-        var policies = new[] { IterationPolicy.Decider, IterationPolicy.Never, IterationPolicy.Always }
-            .Where(p => model.Supports(p) is null).Select(p => p.ToString()).ToList();
-        return new ModelCard(host.ServedModelName, host.Created.ToUnixTimeSeconds(), "tah", model.Directory, loop.Engine.MaxModelLength,
-            new TaHModelInfo(model.MaxDepth, model.Decider is not null, model.Decider?.Threshold, policies, host.DefaultPolicy.ToString(), model.Config.VocabSize));
+        return new ModelCard(host.ServedModelName, host.Created.ToUnixTimeSeconds(), "tah", model.Directory, model.MaxModelLength,
+            new TaHModelInfo(model.MaxDepth, model.HasDecider, model.DeciderThreshold, [.. model.Policies.Select(p => new IterationPolicy(p).ToString())], host.DefaultPolicy.ToString(), model.VocabSize));
     }
 
     private static readonly Lazy<string> Playground = new(() =>

@@ -4,7 +4,7 @@ namespace TaH.Server.Api;
 
 // The request bodies, as OpenAI and vLLM name their fields (snake_case on the wire). Fields that
 // take several JSON shapes (content, stop, prompt, tool_choice) stay JsonElement and are checked
-// by the mappers, which name the offending parameter.
+// by the readers (Api/Reading), which name the offending parameter.
 
 /// <summary>What chat and text completions share: the model, sampling, stopping, streaming and TaH.</summary>
 public abstract record GenerationRequestBody
@@ -54,7 +54,7 @@ public abstract record GenerationRequestBody
 /// <summary>POST /v1/chat/completions.</summary>
 public sealed record ChatCompletionRequest : GenerationRequestBody
 {
-    public IReadOnlyList<ChatMessageParam>? Messages { get; init; }
+    public IReadOnlyList<ChatMessageParam?>? Messages { get; init; }
 
     public int? MaxCompletionTokens { get; init; }
 
@@ -95,7 +95,7 @@ public sealed record ChatMessageParam
 
     public string? Name { get; init; }
 
-    public IReadOnlyList<ToolCallParam>? ToolCalls { get; init; }
+    public IReadOnlyList<ToolCallParam?>? ToolCalls { get; init; }
 
     public string? ToolCallId { get; init; }
 

@@ -14,6 +14,7 @@ using Serilog.Events;
 using Serilog.Formatting.Compact;
 using TaH.Engine.Serving;
 using TaH.Server.Api;
+using TaH.Server.Api.Planning;
 
 using TaH.Training;
 

@@ -90,7 +90,7 @@ public sealed class ContinuousBatchingTests : IDisposable
         using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = 64, BlockSize = 4, PrefixCaching = false });
         var random = new Random(3);
         var sequences = Enumerable.Range(0, 4)
-            .Select(_ => engine.Add(BatchRunner.Request(Prompt(random, 30), 100, IterationPolicy.Always)))
+            .Select(_ => engine.Add(BatchRunner.Request(Prompt(random, 30), 80, IterationPolicy.Always)))
             .ToList();
         for (int i = 0; i < 6; i++)
         {

@@ -84,7 +84,7 @@ public class CliTests
         using var dir = new TempDirectory();
         var (code, _, stderr) = TahProcess.Run("inspect", "--model", Fixtures.TinyCheckpoint("a"), "--ids", "1,512", "--out", dir.File("x.json"));
         Assert.Equal(2, code);
-        Assert.Equal("error: prompt token id 512 is outside the vocabulary (0..511)", stderr.Trim());
+        Assert.Equal("error: Prompt token id 512 is outside the vocabulary (0..511).", stderr.Trim());
     }
 
     [Fact]
