@@ -84,6 +84,54 @@ public sealed class ErrorTests(SharedServer shared)
         AssertOpenAiError(text, "invalid_request_error", param, code);
     }
 
+    // A body template with one string replaced by BAD; the field's name as the 400 must give it.
+    public static TheoryData<string, string, string> InvalidTextFields => new()
+    {
+        { Chat, """{"messages": [{"role": "user", "content": "BAD"}]}""", "messages[0].content" },
+        { Chat, """{"messages": [{"role": "user", "content": [{"type": "text", "text": "BAD"}]}]}""", "messages[0].content[0].text" },
+        { Chat, """{MSGS, "stop": "BAD"}""", "stop" },
+        { Chat, """{MSGS, "stop": ["ok", "BAD"]}""", "stop[1]" },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "BAD"}""", "tool_choice" },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "BAD"}}]}""", "tools[0].function.name" },
+        { Chat, """{MSGS, "model": "BAD"}""", "model" },
+        { Chat, """{"messages": [{"role": "BAD", "content": "hi"}]}""", "messages[0].role" },
+        { Chat, """{MSGS, "user": "BAD"}""", "user" },
+        { Completions, """{"prompt": "BAD"}""", "prompt" },
+        { Completions, """{"prompt": ["fine", "BAD"]}""", "prompt[1]" },
+    };
+
+    // Lone and reversed surrogate escapes, and raw bytes that are not UTF-8 (issue 11's fuzz finds).
+    private static readonly byte[][] InvalidText =
+    [
+        "\\ud800"u8.ToArray(), "\\udfff\\ud800"u8.ToArray(), "a\\ud83d"u8.ToArray(),
+        [0xFF, 0xFE], [0xC0, 0x80], [0xED, 0xA0, 0x80],
+    ];
+
+    [Theory]
+    [MemberData(nameof(InvalidTextFields))]
+    public async Task InvalidTextIsA400NamingTheField(string path, string template, string param)
+    {
+        var parts = template.Replace("MSGS", Msgs, StringComparison.Ordinal).Split("BAD");
+        foreach (var bad in InvalidText)
+        {
+            byte[] body = [.. Encoding.UTF8.GetBytes(parts[0]), .. bad, .. Encoding.UTF8.GetBytes(parts[1])];
+            using var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+            using var response = await _server.Http.PostAsync(path, content);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True((int)response.StatusCode == 400, $"{Convert.ToHexString(bad)} in {param}: {(int)response.StatusCode} {text}");
+            AssertOpenAiError(text, "invalid_request_error", param, "invalid_string");
+        }
+    }
+
+    [Fact]
+    public async Task ANullMessageIsA400()
+    {
+        var (status, json) = await _server.PostAsync(Chat, """{"messages": [null]}""");
+        Assert.Equal(400, status);
+        AssertOpenAiError(json!.ToJsonString(), "invalid_request_error", "messages[0]", null);
+    }
+
     [Fact]
     public async Task APromptOverTheContextIsRefused()
     {
