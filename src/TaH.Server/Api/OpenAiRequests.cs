@@ -155,3 +155,38 @@ public sealed record CompletionRequest : GenerationRequestBody
 
     public string? Suffix { get; init; }
 }
+
+/// <summary>
+/// vLLM's POST /tokenize: a text <c>prompt</c>, or chat <c>messages</c> rendered by the chat
+/// template as a chat completion would render them.
+/// </summary>
+public sealed record TokenizeRequest
+{
+    public string? Model { get; init; }
+
+    public string? Prompt { get; init; }
+
+    public IReadOnlyList<ChatMessageParam?>? Messages { get; init; }
+
+    /// <summary>Accepted as vLLM does; the supported tokenizers (Qwen3, ChatML byte-level BPE) add no special tokens.</summary>
+    public bool? AddSpecialTokens { get; init; }
+
+    public bool? AddGenerationPrompt { get; init; }
+
+    public bool? ContinueFinalMessage { get; init; }
+
+    public Dictionary<string, JsonElement>? ChatTemplateKwargs { get; init; }
+
+    public IReadOnlyList<JsonElement>? Tools { get; init; }
+
+    /// <summary>Also return each token as tokenizer.json spells it.</summary>
+    public bool? ReturnTokenStrs { get; init; }
+}
+
+/// <summary>vLLM's POST /detokenize.</summary>
+public sealed record DetokenizeRequest
+{
+    public string? Model { get; init; }
+
+    public IReadOnlyList<int>? Tokens { get; init; }
+}

@@ -127,6 +127,15 @@ public sealed class ModelHost : IDisposable
             _ => throw ApiException.Unavailable("The model is still loading; retry shortly (GET /ready says when).", "model_loading", 5),
         };
 
+    /// <summary>A 404 (model_not_found) unless a request names the served model or none.</summary>
+    public void RequireModel(string? requested)
+    {
+        if (requested is not null && requested != ServedModelName)
+        {
+            throw ApiException.ModelNotFound(requested, ServedModelName);
+        }
+    }
+
     internal void MarkStopping()
     {
         if (_state == ModelState.Ready)

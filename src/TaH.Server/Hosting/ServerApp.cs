@@ -107,6 +107,7 @@ public static class ServerApp
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddSingleton<RequestPlanner>();
         builder.Services.AddSingleton<CompletionEndpoints>();
+        builder.Services.AddSingleton<UtilityEndpoints>();
         builder.Services.AddHostedService<EngineService>();
 
         var app = builder.Build();

@@ -16,7 +16,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
     public GenerationPlan PlanChat(ChatCompletionRequest r)
     {
-        CheckModel(r.Model);
+        host.RequireModel(r.Model);
         CheckUnsupported(r.LogitBias, null, null);
         var messages = MessageReader.Read(r.Messages);
         var tools = ToolReader.Read(r.Tools, r.ToolChoice);
@@ -45,7 +45,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
     public GenerationPlan PlanCompletion(CompletionRequest r)
     {
-        CheckModel(r.Model);
+        host.RequireModel(r.Model);
         CheckUnsupported(r.LogitBias, r.Suffix, r.BestOf is { } b && b != (r.N ?? 1) ? b : null);
         if (r.Echo == true && r.Logprobs is not null)
         {
@@ -58,14 +58,6 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         // OpenAI's default output length for a completion.
         var input = new PlanInput(r, r.MaxTokens, 16, r.Logprobs, WireNames.Completion);
         return _planner.Plan(input, prompts, null, new Parsing(false, false), r.User);
-    }
-
-    private void CheckModel(string? model)
-    {
-        if (model is not null && model != host.ServedModelName)
-        {
-            throw ApiException.ModelNotFound(model, host.ServedModelName);
-        }
     }
 
     private static void CheckUnsupported(JsonElement? logitBias, string? suffix, int? bestOf)
