@@ -78,6 +78,29 @@ public class CliTests
         Assert.Single(stderr.Trim().Split('\n'));
     }
 
+    [Theory]
+    [InlineData(null, "PASSIVE", "0")]
+    [InlineData("ACTIVE", "ACTIVE", null)]
+    public void LibtorchsOpenMpWorkersSleepWhenIdleUnlessTheUserSaysOtherwise(string? userPolicy, string policy, string? spinCount)
+    {
+        // libgomp prints what it read when libtorch loads it (OMP_DISPLAY_ENV): the native view,
+        // which .NET's environment does not show. Its default spins 300000 times after each region.
+        using var dir = new TempDirectory();
+        var environment = new Dictionary<string, string> { ["OMP_DISPLAY_ENV"] = "VERBOSE" };
+        if (userPolicy is not null)
+        {
+            environment["OMP_WAIT_POLICY"] = userPolicy;
+        }
+
+        var (code, _, stderr) = TahProcess.Run(environment, "inspect", "--model", Fixtures.TinyCheckpoint("a"), "--ids", "1,2,3", "--out", dir.File("x.json"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"OMP_WAIT_POLICY = '{policy}'", stderr, StringComparison.Ordinal);
+        if (spinCount is not null)
+        {
+            Assert.Contains($"GOMP_SPINCOUNT = '{spinCount}'", stderr, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public void TokenIdOutsideTheVocabularyIsRefused()
     {

@@ -23,6 +23,7 @@ internal static class TahProcess
         }
 
         start.Environment.Remove("TAH_DEBUG");
+        start.Environment.Remove("OMP_WAIT_POLICY"); // a test that wants one says so
         foreach (var (name, value) in environment)
         {
             start.Environment[name] = value;
