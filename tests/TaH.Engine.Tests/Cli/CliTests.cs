@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using TaH.Checkpoints.Writing;
 
 namespace TaH.Engine.Tests.Cli;
 
@@ -99,6 +100,14 @@ public class CliTests
         {
             Assert.Contains($"GOMP_SPINCOUNT = '{spinCount}'", stderr, StringComparison.Ordinal);
         }
+    }
+
+    [Fact]
+    public void CreateRandomsHelpNamesEveryShape()
+    {
+        var (code, stdout, stderr) = TahProcess.Run("create-random", "--help");
+        Assert.True(code == 0, stderr);
+        Assert.All(ModelShape.Known, shape => Assert.Contains(shape.Name, stdout, StringComparison.Ordinal));
     }
 
     [Fact]
