@@ -145,6 +145,12 @@ public sealed class ErrorTests(SharedServer shared)
         (status, json) = await _server.PostAsync(Completions, new { prompt, max_tokens = 1 });
         Assert.Equal(400, status);
         Assert.Equal("context_length_exceeded", (string?)json!["error"]!["code"]);
+
+        // More messages than the context holds, whatever they say (two special tokens each).
+        (status, json) = await _server.PostAsync(Chat, new { messages = Enumerable.Repeat(new { role = "user", content = "" }, 1025).ToArray() });
+        Assert.Equal(400, status);
+        Assert.Equal("messages", (string?)json!["error"]!["param"]);
+        Assert.Equal("context_length_exceeded", (string?)json!["error"]!["code"]);
     }
 
     [Fact]

@@ -45,10 +45,13 @@ internal sealed partial class TahProcess : IDisposable
 
     public Task Drained => Task.WhenAll(_stdout, _stderr);
 
-    public static TahProcess Start(params string[] args)
+    public static TahProcess Start(params string[] args) => StartBuild(Path.Combine(AppContext.BaseDirectory, "tah.dll"), args);
+
+    /// <summary>A given build of tah.dll (another version, for a before/after measurement).</summary>
+    public static TahProcess StartBuild(string tahDll, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tah.dll"));
+        start.ArgumentList.Add(tahDll);
         start.Environment.Remove("OMP_WAIT_POLICY");
         foreach (var arg in args)
         {

@@ -137,21 +137,19 @@ public sealed class InferenceEngine : IDisposable
             }
         }
 
-        // Copying logits out and sampling touch one sequence each: the cores the forward used are free.
-        var floats = new float[stopped.Count][];
-        Parallel.For(0, stopped.Count, i => floats[i] = TensorCopy.ToFloats(stopped[i].Logits));
+        using var floats = new LogitRows([.. stopped.Select(s => s.Logits)]);
         foreach (var result in results)
         {
             result.Dispose();
         }
 
-        var draws = new List<(Sequence Sequence, float[] Logits, int Depth, double? Probability)>();
+        var draws = new List<(Sequence Sequence, ReadOnlyMemory<float> Logits, int Depth, double? Probability)>();
         for (int i = 0; i < stopped.Count; i++)
         {
             var (sequence, row, probability, _) = stopped[i];
             if (sequence.Request.RecordPositions)
             {
-                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, probability, floats[i]));
+                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, probability, floats[i].ToArray()));
             }
 
             if (sequence.IsLast(row.Position) && sequence.Finished is null)
@@ -163,7 +161,8 @@ public sealed class InferenceEngine : IDisposable
         }
 
         var sampled = new SampledToken[draws.Count];
-        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits));
+        // Sampling touches one sequence each, so it runs in parallel too.
+        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits.Span));
         var events = new List<(Sequence, TokenEvent)>(draws.Count);
         for (int i = 0; i < draws.Count; i++)
         {

@@ -19,6 +19,15 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
         host.RequireModel(r.Model);
         CheckUnsupported(r.LogitBias, null, null);
         var messages = MessageReader.Read(r.Messages);
+        if (messages.Count * 2 > host.Model.MaxModelLength)
+        {
+            // Both templates open and close every message with a special token: that many
+            // cannot fit, so they are not rendered and tokenized first to find out.
+            throw ApiException.BadRequest(
+                $"This model's maximum context length is {host.Model.MaxModelLength} tokens, and {messages.Count} messages take at least {messages.Count * 2}.",
+                "messages", "context_length_exceeded");
+        }
+
         var tools = ToolReader.Read(r.Tools, r.ToolChoice);
         if (r.ResponseFormat?.Type is { } format && format is not ("text" or "json_object"))
         {

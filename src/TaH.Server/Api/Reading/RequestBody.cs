@@ -24,6 +24,11 @@ internal static class RequestBody
     {
         RequireJson(context.Request);
         var (buffer, length) = await ReadAllAsync(context);
+        if (length >= LargeBodyCollector.ThresholdBytes)
+        {
+            LargeBodyCollector.AfterResponse(context);
+        }
+
         try
         {
             return Bind<T>(buffer.AsMemory(0, length));
