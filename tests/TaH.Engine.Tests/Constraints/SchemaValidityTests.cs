@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Json.Schema;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Constraints;
 using TaH.Engine.Generation;
 using TaH.Engine.Model;

@@ -1,42 +1,46 @@
 using System.Text.Json;
 using TaH.Engine.Constraints;
 
-namespace TaH.Server.Api;
+namespace TaH.Server.Api.Reading;
+
+/// <summary>A compiled constraint, and the parameter that asked for it (what a refusal of it names).</summary>
+internal sealed record StructuredOutput(Constraint Constraint, string Param);
 
 /// <summary>
 /// Reads what a request asks its output to follow and compiles it (through the model's cached
 /// <see cref="ConstraintCompiler"/>): OpenAI's <c>response_format</c> (<c>json_object</c>,
-/// <c>json_schema</c>) and forced <c>tool_choice</c> (<c>required</c>, a named function), and vLLM's
-/// <c>structured_outputs</c> and <c>guided_json</c> / <c>guided_regex</c> / <c>guided_choice</c>. At
-/// most one may be given. What cannot be enforced is a 400 naming it, never an unconstrained output.
+/// <c>json_schema</c>), a forced <c>tool_choice</c> (<c>required</c>, a named function, as
+/// <see cref="ToolReader"/> reads it), and vLLM's <c>structured_outputs</c> and <c>guided_json</c> /
+/// <c>guided_regex</c> / <c>guided_choice</c>. At most one may be given. What cannot be enforced is
+/// a 400 naming it, never an unconstrained output.
 /// </summary>
-public static class StructuredOutputReader
+internal static class StructuredOutputReader
 {
     /// <summary>The constraint of a chat request, or null. <paramref name="allowThinking"/>: the output may open with a think block first.</summary>
-    public static Constraint? ForChat(ConstraintCompiler compiler, ChatCompletionRequest r, bool allowThinking)
+    public static StructuredOutput? ForChat(ConstraintCompiler compiler, ChatCompletionRequest r, ForcedCalls? forced, bool allowThinking)
     {
         var asked = Common(compiler, r, r.ResponseFormat, allowThinking);
-        if (ForcedToolCall(compiler, r, allowThinking) is { } tools)
+        if (forced is not null)
         {
-            asked.Add(tools);
+            asked.Add(new("tools", () => compiler.ToolCalls(forced.Tools, forced.Multiple, allowThinking)));
         }
 
-        var constraint = One(asked);
-        if (constraint is not null && r.ContinueFinalMessage == true)
+        var structured = One(asked);
+        if (structured is not null && r.ContinueFinalMessage == true)
         {
             throw ApiException.Unsupported("continue_final_message", "'continue_final_message' cannot be combined with structured outputs (the continued text is not checked against the constraint).");
         }
 
-        return constraint;
+        return structured;
     }
 
     /// <summary>The constraint of a text completion request, or null.</summary>
-    public static Constraint? ForCompletion(ConstraintCompiler compiler, CompletionRequest r) => One(Common(compiler, r, r.ResponseFormat, allowThinking: false));
+    public static StructuredOutput? ForCompletion(ConstraintCompiler compiler, CompletionRequest r) => One(Common(compiler, r, r.ResponseFormat, allowThinking: false));
 
     /// <summary>Refuses what would break a constrained output: a stop string could cut it short.</summary>
-    public static void CheckCompatible(Constraint? constraint, IReadOnlyList<string> stops)
+    public static void CheckCompatible(StructuredOutput? structured, IReadOnlyList<string> stops)
     {
-        if (constraint is not null && stops.Count > 0)
+        if (structured is not null && stops.Count > 0)
         {
             throw ApiException.Unsupported("stop", "'stop' cannot be combined with structured outputs: a stop string could cut the output short of being valid.");
         }
@@ -174,57 +178,7 @@ public static class StructuredOutputReader
         };
     }
 
-    /// <summary>tool_choice "required" or a named function: the output is one or more calls (one for a named function).</summary>
-    private static Asked? ForcedToolCall(ConstraintCompiler compiler, ChatCompletionRequest r, bool allowThinking)
-    {
-        string? named = null;
-        switch (r.ToolChoice)
-        {
-            case { ValueKind: JsonValueKind.String } s when s.GetString() == "required":
-                break;
-            case { ValueKind: JsonValueKind.Object } o:
-                if (!o.TryGetProperty("function", out var function) || function.ValueKind != JsonValueKind.Object
-                    || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String || name.GetString()!.Length == 0
-                    || (o.TryGetProperty("type", out var type) && type.GetString() != "function"))
-                {
-                    throw ApiException.BadRequest("A named 'tool_choice' must be {\"type\": \"function\", \"function\": {\"name\": ...}}.", "tool_choice");
-                }
-
-                named = name.GetString();
-                break;
-            default:
-                return null;
-        }
-
-        if (r.Tools is not { Count: > 0 } tools)
-        {
-            throw ApiException.BadRequest("'tool_choice' forces a tool call, but 'tools' is empty.", "tool_choice");
-        }
-
-        var specs = new List<ToolSpec>();
-        foreach (var tool in tools)
-        {
-            var function = tool.GetProperty("function");
-            string toolName = function.GetProperty("name").GetString()!;
-            if (named is not null && toolName != named)
-            {
-                continue;
-            }
-
-            string? parameters = function.TryGetProperty("parameters", out var p) && p.ValueKind != JsonValueKind.Null ? p.GetRawText() : null;
-            specs.Add(new ToolSpec(toolName, parameters));
-        }
-
-        if (specs.Count == 0)
-        {
-            throw ApiException.BadRequest($"'tool_choice' names function '{named}', which is not in 'tools'.", "tool_choice");
-        }
-
-        bool multiple = named is null && r.ParallelToolCalls != false;
-        return new Asked("tools", () => compiler.ToolCalls(specs, multiple, allowThinking));
-    }
-
-    private static Constraint? One(List<Asked> asked)
+    private static StructuredOutput? One(List<Asked> asked)
     {
         if (asked.Count == 0)
         {
@@ -238,7 +192,7 @@ public static class StructuredOutputReader
 
         try
         {
-            return asked[0].Compile();
+            return new StructuredOutput(asked[0].Compile(), asked[0].Param);
         }
         catch (ConstraintException e)
         {
