@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using TaH.Engine.TaH;
 using TaH.Server.Api;
+using TaH.Server.Api.Reading;
 
 namespace TaH.Server.Tests;
 
@@ -117,8 +118,7 @@ public sealed class DepthBudgetApiTests(SharedServer shared)
     [Fact]
     public void ElasticDepthGovernsOnlyRequestsThatLeaveTheThresholdToTheServer()
     {
-        var model = Reference.Model;
-        IterationPolicy Read(TaHRequestOptions? tah, IterationPolicy? serverDefault = null) => TaHRequestReader.Read(tah, serverDefault ?? IterationPolicy.Decider, model);
+        IterationPolicy Read(TaHRequestOptions? tah, IterationPolicy? serverDefault = null) => TaHOptionsReader.ReadPolicy(tah, serverDefault ?? IterationPolicy.Decider);
 
         Assert.True(Read(null).Elastic);
         Assert.True(Read(new TaHRequestOptions { Policy = "decider" }).Elastic);

@@ -18,7 +18,7 @@ public sealed class ErrorTests(SharedServer shared)
     public static TheoryData<string, string, int, string?, string?> BadRequests => new()
     {
         // path, body, status, param, code
-        { Chat, """{"model": "gpt-4", MSGS}""", 400, "model", "model_not_found" },
+        { Chat, """{"model": "gpt-4", MSGS}""", 404, "model", "model_not_found" },
         { Chat, """{MSGS, "max_tokens": -5}""", 400, "max_tokens", null },
         { Chat, """{MSGS, "max_completion_tokens": 0}""", 400, "max_completion_tokens", null },
         { Chat, """{MSGS, "temperature": 2.5}""", 400, "temperature", null },
@@ -39,8 +39,13 @@ public sealed class ErrorTests(SharedServer shared)
         { Chat, """{MSGS, "top_logprobs": 2}""", 400, "top_logprobs", null },
         { Chat, """{MSGS, "stream_options": {"include_usage": true}}""", 400, "stream_options", null },
         { Chat, """{MSGS, "logit_bias": {"42": 5}}""", 400, "logit_bias", "unsupported_parameter" },
-        { Chat, """{MSGS, "response_format": {"type": "json_schema"}}""", 400, "response_format", "unsupported_parameter" },
-        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}""", 400, "tool_choice", "unsupported_parameter" },
+        { Chat, """{MSGS, "response_format": {"type": "json_schema"}}""", 400, "response_format", null },
+        { Chat, """{MSGS, "response_format": {"type": "grammar"}}""", 400, "response_format", "unsupported_parameter" },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "g"}}}""", 400, "tool_choice", null },
+        { Chat, """{MSGS, "tool_choice": "required"}""", 400, "tool_choice", null },
+        { Chat, """{MSGS, "tool_choice": {"type": "function", "function": {"name": "f"}}}""", 400, "tool_choice", null },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": 5, "function": {"name": "f"}}}""", 400, "tool_choice", null },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": ""}}}""", 400, "tool_choice", null },
         { Chat, """{MSGS, "tools": [{"type": "retrieval"}]}""", 400, "tools[0]", null },
         { Chat, """{MSGS, "tah": {"policy": "sometimes"}}""", 400, "tah.policy", null },
         { Chat, """{MSGS, "tah": {"policy": "decider", "threshold": 1.5}}""", 400, "tah.threshold", null },
@@ -77,7 +82,7 @@ public sealed class ErrorTests(SharedServer shared)
         { Completions, """{"prompt": "hi", "best_of": 3}""", 400, "best_of", "unsupported_parameter" },
         { Completions, """{"prompt": "hi", "echo": true, "logprobs": 1}""", 400, "echo", "unsupported_parameter" },
         { Completions, """{"prompt": "hi", "logprobs": 50}""", 400, "logprobs", null },
-        { Completions, """{"prompt": "hi", "model": "other"}""", 400, "model", "model_not_found" },
+        { Completions, """{"prompt": "hi", "model": "other"}""", 404, "model", "model_not_found" },
     };
 
     [Theory]
@@ -89,6 +94,56 @@ public sealed class ErrorTests(SharedServer shared)
         Assert.True(status == (int)response.StatusCode, $"status {(int)response.StatusCode}: {text}");
         Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
         AssertOpenAiError(text, "invalid_request_error", param, code);
+    }
+
+    // A body template with one string replaced by BAD; the field's name as the 400 must give it.
+    public static TheoryData<string, string, string> InvalidTextFields => new()
+    {
+        { Chat, """{"messages": [{"role": "user", "content": "BAD"}]}""", "messages[0].content" },
+        { Chat, """{"messages": [{"role": "user", "content": [{"type": "text", "text": "BAD"}]}]}""", "messages[0].content[0].text" },
+        { Chat, """{MSGS, "stop": "BAD"}""", "stop" },
+        { Chat, """{MSGS, "stop": ["ok", "BAD"]}""", "stop[1]" },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "BAD"}""", "tool_choice" },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "BAD"}}]}""", "tools[0].function.name" },
+        { Chat, """{MSGS, "guided_regex": "BAD"}""", "guided_regex" },
+        { Chat, """{MSGS, "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": {"const": "BAD"}}}}""", "response_format.json_schema.schema.const" },
+        { Chat, """{MSGS, "model": "BAD"}""", "model" },
+        { Chat, """{"messages": [{"role": "BAD", "content": "hi"}]}""", "messages[0].role" },
+        { Chat, """{MSGS, "user": "BAD"}""", "user" },
+        { Completions, """{"prompt": "BAD"}""", "prompt" },
+        { Completions, """{"prompt": ["fine", "BAD"]}""", "prompt[1]" },
+    };
+
+    // Lone and reversed surrogate escapes, and raw bytes that are not UTF-8 (issue 11's fuzz finds).
+    private static readonly byte[][] InvalidText =
+    [
+        "\\ud800"u8.ToArray(), "\\udfff\\ud800"u8.ToArray(), "a\\ud83d"u8.ToArray(),
+        [0xFF, 0xFE], [0xC0, 0x80], [0xED, 0xA0, 0x80],
+    ];
+
+    [Theory]
+    [MemberData(nameof(InvalidTextFields))]
+    public async Task InvalidTextIsA400NamingTheField(string path, string template, string param)
+    {
+        var parts = template.Replace("MSGS", Msgs, StringComparison.Ordinal).Split("BAD");
+        foreach (var bad in InvalidText)
+        {
+            byte[] body = [.. Encoding.UTF8.GetBytes(parts[0]), .. bad, .. Encoding.UTF8.GetBytes(parts[1])];
+            using var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+            using var response = await _server.Http.PostAsync(path, content);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True((int)response.StatusCode == 400, $"{Convert.ToHexString(bad)} in {param}: {(int)response.StatusCode} {text}");
+            AssertOpenAiError(text, "invalid_request_error", param, "invalid_string");
+        }
+    }
+
+    [Fact]
+    public async Task ANullMessageIsA400()
+    {
+        var (status, json) = await _server.PostAsync(Chat, """{"messages": [null]}""");
+        Assert.Equal(400, status);
+        AssertOpenAiError(json!.ToJsonString(), "invalid_request_error", "messages[0]", null);
     }
 
     [Fact]
@@ -103,6 +158,12 @@ public sealed class ErrorTests(SharedServer shared)
 
         (status, json) = await _server.PostAsync(Completions, new { prompt, max_tokens = 1 });
         Assert.Equal(400, status);
+        Assert.Equal("context_length_exceeded", (string?)json!["error"]!["code"]);
+
+        // More messages than the context holds, whatever they say (two special tokens each).
+        (status, json) = await _server.PostAsync(Chat, new { messages = Enumerable.Repeat(new { role = "user", content = "" }, 1025).ToArray() });
+        Assert.Equal(400, status);
+        Assert.Equal("messages", (string?)json!["error"]!["param"]);
         Assert.Equal("context_length_exceeded", (string?)json!["error"]!["code"]);
     }
 

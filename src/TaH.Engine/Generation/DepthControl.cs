@@ -80,11 +80,14 @@ internal sealed class DepthControl
     /// </summary>
     public int KeyedPositions { get; private set; } = int.MaxValue;
 
-    public static DepthControl For(GenerationRequest request, TaHModel model, ElasticDepth? elastic)
+    public static DepthControl For(GenerationRequest request, TaHModel model, ElasticDepth? elastic) =>
+        For(request, model.MaxDepth, model.Decider?.Threshold ?? double.NaN, elastic);
+
+    /// <summary>The same, from the model's depth and its decider's trained threshold (NaN without one).</summary>
+    public static DepthControl For(GenerationRequest request, int maxDepth, double trained, ElasticDepth? elastic)
     {
         var policy = request.Policy;
-        bool iterates = model.MaxDepth >= 2 && policy.Kind != PolicyKind.Never && !(policy.Budget is { } b && (b.TargetShare == 0 || b.MaxShare == 0));
-        double trained = model.Decider?.Threshold ?? double.NaN;
+        bool iterates = maxDepth >= 2 && policy.Kind != PolicyKind.Never && !(policy.Budget is { } b && (b.TargetShare == 0 || b.MaxShare == 0));
         string? key = !iterates || policy.Budget is not null ? null
             : policy.Kind == PolicyKind.Always ? "always"
             : policy.Rate is { } rate ? $"decider-rate:{rate:R}:{policy.ThresholdOr(trained):R}"

@@ -1,3 +1,4 @@
+using TaH.Engine.Constraints;
 using TaH.Engine.Kv;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -30,7 +31,7 @@ public sealed class Sequence : IDisposable
     private int _scheduledTokens;
     private int _scheduledLatents;
 
-    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, DepthControl depths)
+    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, DepthControl depths, ConstraintMatcher? matcher)
     {
         Id = id;
         Request = request;
@@ -38,6 +39,7 @@ public sealed class Sequence : IDisposable
         Kv = new SequenceKv(cache, maxDepth);
         Sampler = sampler;
         Depths = depths;
+        Matcher = matcher;
         _tokens = [.. request.PromptTokens];
     }
 
@@ -61,12 +63,6 @@ public sealed class Sequence : IDisposable
     /// <summary>Times it was preempted (its blocks freed, to be recomputed).</summary>
     public int Preemptions { get; private set; }
 
-    /// <summary>KV blocks this sequence holds at <paramref name="depth"/>.</summary>
-    public int BlockCount(int depth) => depth <= Kv.MaxDepth ? Kv.BlockCount(depth) : 0;
-
-    /// <summary>Bytes of KV blocks this sequence holds at <paramref name="depth"/>.</summary>
-    public long KvBytes(int depth) => BlockCount(depth) * Kv.BytesPerBlock;
-
     /// <summary>Finished, and nothing left to run.</summary>
     public bool IsDone => Finished is not null && !HasWork;
 
@@ -83,8 +79,15 @@ public sealed class Sequence : IDisposable
     /// <summary>Tokens the prefix cache may serve this sequence: never the last, and only where its decisions are the cache's.</summary>
     internal int ReusableTokens => Math.Min(_tokens.Count - 1, Depths.KeyedPositions);
 
-    /// <summary>Order of admission, for preempting the newest first.</summary>
-    internal long AdmittedAt { get; set; }
+    /// <summary>Where the output stands in the request's constraint (null without one).</summary>
+    internal ConstraintMatcher? Matcher { get; }
+
+    /// <summary>
+    /// The mask to sample the next token with, or null. Computed when sampling (in parallel over
+    /// the step's sequences), not during the forward: a few microseconds against the forward's
+    /// milliseconds, and a worker running beside the forward took cores from libtorch's threads.
+    /// </summary>
+    internal TokenMask? Mask() => Matcher?.ComputeMask();
 
     /// <summary>Positions whose depth-1 row has run.</summary>
     internal int Computed { get; private set; }
@@ -239,10 +242,9 @@ public sealed class Sequence : IDisposable
     /// <summary>A parallel sample of this sequence (n &gt; 1) that shares its blocks.</summary>
     internal Sequence Fork(int id, Sampler sampler)
     {
-        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, Depths.Clone())
+        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, Depths.Clone(), Matcher?.Clone())
         {
             Status = Status,
-            AdmittedAt = AdmittedAt,
             Computed = Computed,
             CachedPromptTokens = CachedPromptTokens,
         };

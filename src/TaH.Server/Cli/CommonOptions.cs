@@ -66,20 +66,16 @@ internal sealed class SamplingOptions
         }
     }
 
-    public SamplingParams Read(ParseResult result, GenerationConfig defaults)
+    /// <summary>The flags, unset ones from the model's defaults; the engine checks their ranges when the request is added.</summary>
+    public SamplingParams Read(ParseResult result, GenerationConfig defaults) => new()
     {
-        var p = new SamplingParams
-        {
-            Temperature = result.GetValue(Greedy) ? 0f : result.GetValue(Temperature) ?? (float?)defaults.Temperature ?? 1f,
-            TopP = result.GetValue(TopP) ?? (float?)defaults.TopP ?? 1f,
-            TopK = result.GetValue(TopK) ?? defaults.TopK ?? 0,
-            MinP = result.GetValue(MinP) ?? (float?)defaults.MinP ?? 0f,
-            PresencePenalty = result.GetValue(PresencePenalty),
-            FrequencyPenalty = result.GetValue(FrequencyPenalty),
-            RepetitionPenalty = result.GetValue(RepetitionPenalty) ?? (float?)defaults.RepetitionPenalty ?? 1f,
-            Seed = result.GetValue(Seed),
-        };
-        p.Validate();
-        return p;
-    }
+        Temperature = result.GetValue(Greedy) ? 0f : result.GetValue(Temperature) ?? (float?)defaults.Temperature ?? 1f,
+        TopP = result.GetValue(TopP) ?? (float?)defaults.TopP ?? 1f,
+        TopK = result.GetValue(TopK) ?? defaults.TopK ?? 0,
+        MinP = result.GetValue(MinP) ?? (float?)defaults.MinP ?? 0f,
+        PresencePenalty = result.GetValue(PresencePenalty),
+        FrequencyPenalty = result.GetValue(FrequencyPenalty),
+        RepetitionPenalty = result.GetValue(RepetitionPenalty) ?? (float?)defaults.RepetitionPenalty ?? 1f,
+        Seed = result.GetValue(Seed),
+    };
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using TaH.Engine.Constraints;
 using TaH.Engine.Generation;
 using TaH.Engine.Model;
 using TaH.Engine.Serving;
@@ -32,6 +33,7 @@ public sealed class ModelHost : IDisposable
     private TextTokenizer? _tokenizer;
     private InferenceEngine? _engine;
     private EngineLoop? _loop;
+    private ConstraintCompiler? _constraints;
     private TaHMetrics? _metrics;
 
     public ModelHost(IOptions<ServerOptions> options, IMeterFactory meters, ILogger<ModelHost> logger)
@@ -59,13 +61,21 @@ public sealed class ModelHost : IDisposable
     /// <summary>Test hook: awaited before loading, so tests can see the server while it loads.</summary>
     internal Func<Task>? BeforeLoad { get; set; }
 
-    public TaHModel Model => _model ?? throw NotReady();
+    /// <summary>The served model as the engine describes it: what the server plans and reports from.</summary>
+    public ServedModel Model => Engine.Served;
+
+    /// <summary>The engine's one check of a request.</summary>
+    public AdmissionGate Admission => Engine.Admission;
 
     public TextTokenizer Tokenizer => _tokenizer ?? throw NotReady();
 
-    public InferenceEngine Engine => _engine ?? throw NotReady();
+    /// <summary>The engine itself, for tests that look at its pool.</summary>
+    internal InferenceEngine Engine => _engine ?? throw NotReady();
 
     public EngineLoop Loop => _loop ?? throw NotReady();
+
+    /// <summary>Compiles structured-output constraints for the model's vocabulary (and caches them).</summary>
+    public ConstraintCompiler Constraints => _constraints ?? throw NotReady();
 
     /// <summary>Loads the checkpoint and tokenizer and builds the engine; a failure is kept in <see cref="LoadError"/>.</summary>
     public async Task LoadAsync()
@@ -82,11 +92,6 @@ public sealed class ModelHost : IDisposable
                 _logger.LogInformation("Loading {ModelDirectory}", _options.Model);
                 _model = ModelLoader.Load(_options.Model!, ModelOptions.Parse(_options.Device));
                 _tokenizer = TextTokenizer.Load(_model.Directory, _options.ChatTemplate);
-                if (_model.Supports(DefaultPolicy) is { } problem)
-                {
-                    throw new ArgumentException($"--policy: {problem}");
-                }
-
                 _engine = new InferenceEngine(_model, new EngineOptions
                 {
                     KvBlocks = _options.KvBlocks,
@@ -94,16 +99,25 @@ public sealed class ModelHost : IDisposable
                     MaxModelLength = _options.MaxModelLen,
                     MaxRunning = _options.MaxRunning,
                     Elastic = NewElasticDepth(_model),
+                    MaxSamples = _options.MaxN,
                 });
+                if (_engine.Served.Supports(DefaultPolicy) is { } problem)
+                {
+                    throw new ArgumentException($"--policy: {problem}");
+                }
+
+                _constraints = new ConstraintCompiler(TokenVocabulary.Create(_tokenizer, _engine.Served.VocabSize));
+                _ = Task.Run(_constraints.Vocabulary.WarmUp);
+
                 _metrics = new TaHMetrics(_meters);
                 _loop = new EngineLoop(_engine, _metrics, new EngineLoopOptions { MaxWaiting = _options.MaxWaiting });
             });
             _state = ModelState.Ready;
             _logger.LogInformation(
                 "Serving {ServedModel}: {Layers} layers, max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}, elastic depth {Elastic}",
-                ServedModelName, _model!.Config.NumHiddenLayers, _model.MaxDepth, _model.Decider is null ? "none" : $"threshold {_model.Decider.Threshold}",
-                _engine!.MaxModelLength, _engine.Cache.TotalBlocks, DefaultPolicy,
-                _engine.Options.Elastic is { Enabled: true } e ? $"on (down to a depth-2 share of {e.Options.MinShare:P1}, steps of {e.Options.Interval.TotalSeconds:0.###} s)" : "off");
+                ServedModelName, Model.Layers, Model.MaxDepth, Model.DeciderThreshold is { } t ? $"threshold {t}" : "none",
+                Model.MaxModelLength, Model.Kv.TotalBlocks, DefaultPolicy,
+                _engine!.Options.Elastic is { Enabled: true } e ? $"on (down to a depth-2 share of {e.Options.MinShare:P1}, steps of {e.Options.Interval.TotalSeconds:0.###} s)" : "off");
         }
         catch (Exception e)
         {
@@ -150,10 +164,19 @@ public sealed class ModelHost : IDisposable
         _state switch
         {
             ModelState.Ready => _loop!,
-            ModelState.Stopping => throw ApiException.Unavailable("The server is shutting down; retry on another instance.", "server_shutting_down"),
-            ModelState.Failed => throw ApiException.Unavailable($"The model failed to load: {LoadError}", "model_load_failed"),
-            _ => throw ApiException.Unavailable("The model is still loading; retry shortly (GET /ready says when).", "model_loading"),
+            ModelState.Stopping => throw ApiException.ShuttingDown(),
+            ModelState.Failed => throw ApiException.Unavailable($"The model failed to load: {LoadError}", "model_load_failed", 60),
+            _ => throw ApiException.Unavailable("The model is still loading; retry shortly (GET /ready says when).", "model_loading", 5),
         };
+
+    /// <summary>A 404 (model_not_found) unless a request names the served model or none.</summary>
+    public void RequireModel(string? requested)
+    {
+        if (requested is not null && requested != ServedModelName)
+        {
+            throw ApiException.ModelNotFound(requested, ServedModelName);
+        }
+    }
 
     internal void MarkStopping()
     {

@@ -1,16 +1,16 @@
 using TaH.Engine.TaH;
 
-namespace TaH.Server.Api;
+namespace TaH.Server.Api.Reading;
 
 /// <summary>
-/// The request's <c>"tah"</c> object as an <see cref="IterationPolicy"/>: the policy, a threshold
+/// The request's <c>tah</c> object as an <see cref="IterationPolicy"/>: the policy, a threshold
 /// override, a depth budget (<c>target_share</c>, <c>max_share</c>), and whether the threshold was
 /// left to the server (then <c>--elastic-depth</c> may raise it under load: a request's own
-/// threshold or target share wins). Refusals are 400s naming the field.
+/// threshold or target share wins). Whether the model can run it is the admission gate's check.
 /// </summary>
-internal static class TaHRequestReader
+internal static class TaHOptionsReader
 {
-    public static IterationPolicy Read(TaHRequestOptions? tah, IterationPolicy serverDefault, TaHModel model)
+    public static IterationPolicy ReadPolicy(TaHRequestOptions? tah, IterationPolicy serverDefault)
     {
         IterationPolicy policy;
         try
@@ -29,18 +29,10 @@ internal static class TaHRequestReader
         }
         catch (ArgumentException e)
         {
-            throw ApiException.BadRequest(Clean(e), $"tah.{e.ParamName switch { "name" => "policy", null => "policy", var p => p }}");
-        }
-
-        if (model.Supports(policy) is { } problem)
-        {
-            throw ApiException.BadRequest(problem, "tah.policy");
+            throw ApiException.BadRequest(ApiException.Clean(e), $"tah.{e.ParamName switch { "name" => "policy", null => "policy", var p => p }}");
         }
 
         bool ownThreshold = tah?.Threshold is not null || policy.Budget?.TargetShare is not null;
         return policy.Kind == PolicyKind.Decider && !ownThreshold ? policy with { Elastic = true } : policy;
     }
-
-    private static string Clean(ArgumentException e) =>
-        e.ParamName is { } name ? e.Message.Replace($" (Parameter '{name}')", "", StringComparison.Ordinal) : e.Message;
 }
