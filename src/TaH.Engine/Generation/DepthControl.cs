@@ -20,6 +20,7 @@ internal sealed class DepthControl
     private readonly IterationPolicy _policy;
     private readonly ElasticDepth? _elastic;
     private readonly ElasticDepth? _observer;
+    private readonly DeciderPopulation? _population;
     private readonly int _firstDecision;
     private readonly double _baseThreshold;
     private readonly int _maxTokens;
@@ -29,9 +30,10 @@ internal sealed class DepthControl
     private readonly List<sbyte>? _record;
     private readonly int _recordFrom;
 
-    private DepthControl(IterationPolicy policy, ElasticDepth? elastic, int promptLength, int maxTokens, double baseThreshold, string? policyKey)
+    private DepthControl(IterationPolicy policy, ElasticDepth? elastic, DeciderPopulation? population, int promptLength, int maxTokens, double baseThreshold, string? policyKey)
     {
         _policy = policy;
+        _population = population;
         _maxTokens = maxTokens;
         _firstDecision = promptLength - 1;
         _baseThreshold = baseThreshold;
@@ -57,6 +59,7 @@ internal sealed class DepthControl
         _policy = other._policy;
         _elastic = other._elastic;
         _observer = other._observer;
+        _population = other._population;
         _firstDecision = other._firstDecision;
         _baseThreshold = other._baseThreshold;
         _maxTokens = other._maxTokens;
@@ -80,11 +83,11 @@ internal sealed class DepthControl
     /// </summary>
     public int KeyedPositions { get; private set; } = int.MaxValue;
 
-    public static DepthControl For(GenerationRequest request, TaHModel model, ElasticDepth? elastic) =>
-        For(request, model.MaxDepth, model.Decider?.Threshold ?? double.NaN, elastic);
+    public static DepthControl For(GenerationRequest request, TaHModel model, ElasticDepth? elastic, DeciderPopulation? population) =>
+        For(request, model.MaxDepth, model.Decider?.Threshold ?? double.NaN, elastic, population);
 
     /// <summary>The same, from the model's depth and its decider's trained threshold (NaN without one).</summary>
-    public static DepthControl For(GenerationRequest request, int maxDepth, double trained, ElasticDepth? elastic)
+    public static DepthControl For(GenerationRequest request, int maxDepth, double trained, ElasticDepth? elastic, DeciderPopulation? population)
     {
         var policy = request.Policy;
         bool iterates = maxDepth >= 2 && policy.Kind != PolicyKind.Never && !(policy.Budget is { } b && (b.TargetShare == 0 || b.MaxShare == 0));
@@ -92,7 +95,7 @@ internal sealed class DepthControl
             : policy.Kind == PolicyKind.Always ? "always"
             : policy.Rate is { } rate ? $"decider-rate:{rate:R}:{policy.ThresholdOr(trained):R}"
             : $"decider:{policy.ThresholdOr(trained):R}";
-        return new DepthControl(policy, elastic, request.PromptTokens.Count, request.MaxTokens, policy.ThresholdOr(trained), key);
+        return new DepthControl(policy, elastic, population, request.PromptTokens.Count, request.MaxTokens, policy.ThresholdOr(trained), key);
     }
 
     /// <summary>The policy of the row at (<paramref name="position"/>, <paramref name="depth"/>) in the next step.</summary>
@@ -130,8 +133,10 @@ internal sealed class DepthControl
         }
 
         // Forced and forbidden decisions still run the decider, so the budget learns from every position.
+        // Its first free decisions: at the engine's quantile for the target, once it has one.
         // Decisions left after this one: the tokens max_tokens still allows.
-        var decision = Budget.Next(threshold, _maxTokens - (position - _firstDecision) - 1);
+        double prior = Budget.Settings.TargetShare is { } share && _population?.ThresholdFor(share) is { } t ? t : threshold;
+        var decision = Budget.Next(prior, _maxTokens - (position - _firstDecision) - 1);
         return Plain with
         {
             Threshold = decision.Choice switch
@@ -171,6 +176,7 @@ internal sealed class DepthControl
         if (probability is { } p)
         {
             _observer?.Observe(p);
+            _population?.Observe(p);
         }
     }
 

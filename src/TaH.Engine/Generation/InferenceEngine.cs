@@ -44,6 +44,7 @@ public sealed class InferenceEngine : IDisposable
     private readonly IPagedAttention _attention;
     private readonly Scheduler _scheduler;
     private readonly List<Sequence> _sequences = [];
+    private readonly DeciderPopulation _population = new();
     private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
     private int _nextId;
 
@@ -226,7 +227,7 @@ public sealed class InferenceEngine : IDisposable
 
     private Sequence NewSequence(GenerationRequest request, Sampler sampler)
     {
-        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, DepthControl.For(request, Model, Options.Elastic), request.Constraint?.CreateMatcher(Terminators(request)));
+        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, DepthControl.For(request, Model, Options.Elastic, _population), request.Constraint?.CreateMatcher(Terminators(request)));
         _sequences.Add(sequence);
         return sequence;
     }

@@ -85,9 +85,10 @@ public readonly record struct BudgetDecision(BudgetChoice Choice, double Thresho
 /// budget L is small and it becomes willing; ahead, it holds out). When max_tokens ends the
 /// sequence before a pass is due, the pass is optional and goes to the tokens above the quantile
 /// of the share owed, s (1 + D). Until it has seen <see cref="MinObservations"/> probabilities of
-/// its own it decides as the decider it budgets (the caller's threshold: trained, the request's,
-/// or 1 - rate for the bench's emulated decider), within the band. With only a cap, free
-/// decisions always use the caller's threshold.
+/// its own it decides at the caller's prior threshold, within the band: the engine passes the
+/// one that share s of all sequences' recent probabilities exceeded (<see cref="DeciderPopulation"/>),
+/// else the decider's own (trained, the request's, or 1 - rate for the bench's emulated
+/// decider). With only a cap, free decisions always use the caller's threshold.
 /// </para>
 /// </summary>
 public sealed class DepthBudget
@@ -132,8 +133,8 @@ public sealed class DepthBudget
     public double Deficit => (Settings.TargetShare ?? 0) * Decisions - Deep;
 
     /// <summary>
-    /// What the next decision may do. <paramref name="fallbackThreshold"/>: the decider's own
-    /// threshold (a cap-only budget's, and the prior of a target); <paramref name="decisionsLeft"/>:
+    /// What the next decision may do. <paramref name="fallbackThreshold"/>: a cap-only budget's
+    /// threshold, and a target's prior (until it has probabilities of its own); <paramref name="decisionsLeft"/>:
     /// decisions after this one that max_tokens still allows.
     /// </summary>
     public BudgetDecision Next(double fallbackThreshold, int decisionsLeft = int.MaxValue)

@@ -73,16 +73,31 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
                 messages[^1]!["content"]!.GetValue<string>());
         })];
 
-    /// <summary>Each problem generated greedily by the engine under <paramref name="policy"/>, exactly as the server runs a chat request.</summary>
+    /// <summary>
+    /// Each problem generated greedily under <paramref name="policy"/>, one after another by one
+    /// engine, as a server answers them: what the engine learns across requests (the decider's
+    /// population that budgets start from) carries over.
+    /// </summary>
     internal static PolicyResult Generate(TaHModel model, TextTokenizer tokenizer, IReadOnlyList<Problem> problems, IterationPolicy policy)
     {
-        var tally = new Tally(policy.ToString());
-        foreach (var (_, prompt, gold) in problems)
+        var requests = problems.Select(p => new GenerationRequest
         {
-            var ids = tokenizer.Encode(tokenizer.ChatTemplate!.Render(prompt, addGenerationPrompt: true));
-            var request = new GenerationRequest { PromptTokens = ids, MaxTokens = gold.Length + 4, Policy = policy, Sampling = SamplingParams.Greedy };
-            using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = KvBudget.PoolFor(request, model.MaxDepth) });
-            var events = engine.Generate(request).ToList();
+            PromptTokens = tokenizer.Encode(tokenizer.ChatTemplate!.Render(p.Prompt, addGenerationPrompt: true)),
+            MaxTokens = p.Gold.Length + 4,
+            Policy = policy,
+            Sampling = SamplingParams.Greedy,
+        }).ToList();
+        var tally = new Tally(policy.ToString());
+        if (requests.Count == 0)
+        {
+            return tally.Result(0);
+        }
+
+        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = 2 * requests.Max(r => KvBudget.PoolFor(r, model.MaxDepth)) });
+        for (int i = 0; i < requests.Count; i++)
+        {
+            var (_, prompt, gold) = problems[i];
+            var events = engine.Generate(requests[i]).ToList();
             var tokens = events.Select(e => e.Token).ToList();
             string answer = tokenizer.Decode(tokens.Where(t => !model.EosTokenIds.Contains(t)).ToList(), skipSpecialTokens: true);
             tally.Add(prompt, gold, answer == gold && model.EosTokenIds.Contains(tokens[^1]),

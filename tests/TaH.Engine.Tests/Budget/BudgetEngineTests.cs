@@ -175,7 +175,7 @@ public sealed class BudgetEngineTests : IDisposable
         IterationPolicy RowPolicy(IterationPolicy policy, int position = 4)
         {
             var request = new GenerationRequest { PromptTokens = [1, 2, 3], Policy = policy };
-            return DepthControl.For(request, _model, elastic).RowPolicy(position, 1);
+            return DepthControl.For(request, _model, elastic, population: null).RowPolicy(position, 1);
         }
 
         var serverDefault = IterationPolicy.Parse("decider", 0.3);
@@ -190,11 +190,67 @@ public sealed class BudgetEngineTests : IDisposable
 
         // Only a cap, threshold left to the server: the raised threshold decides, under the cap.
         var capped = Budgeted(null, 0.5) with { Elastic = true };
-        var control = DepthControl.For(new GenerationRequest { PromptTokens = [1, 2, 3], Policy = capped }, _model, elastic);
+        var control = DepthControl.For(new GenerationRequest { PromptTokens = [1, 2, 3], Policy = capped }, _model, elastic, population: null);
         Assert.Equal(1, control.RowPolicy(2, 1).Threshold); // the first token: 1 of 1 would exceed 50%
         control.Decided(2, deeper: false, 0.1);
         Assert.Equal(raised, control.RowPolicy(3, 1).Threshold);
         Assert.Equal(IterationPolicy.Never, control.RowPolicy(1, 1)); // prompt positions of a budget stay at depth 1
+    }
+
+    [Fact]
+    public void ATargetsFirstFreeDecisionsTakeThePopulationsQuantileOfThatShare()
+    {
+        // 200 earlier probabilities, 0.000, 0.005, ..., 0.995, in a shuffled order.
+        var population = new DeciderPopulation();
+        var seen = Enumerable.Range(0, 200).Select(i => i / 200.0).OrderBy(_ => Random.Shared.Next()).ToList();
+        var request = new GenerationRequest { PromptTokens = [1, 2, 3], Policy = Budgeted(0.1) };
+        double FirstThreshold() => DepthControl.For(request, _model, elastic: null, population).RowPolicy(2, 1).Threshold!.Value;
+
+        foreach (double p in seen.Take(DeciderPopulation.MinObservations - 1))
+        {
+            population.Observe(p);
+        }
+
+        Assert.Equal(_model.Decider!.Threshold, FirstThreshold()); // too few seen: the decider's own
+
+        foreach (double p in seen.Skip(DeciderPopulation.MinObservations - 1))
+        {
+            population.Observe(p);
+        }
+
+        // 10% of 200 = 20 values lie strictly above 0.895 (0.900 ... 0.995).
+        Assert.Equal(0.895, FirstThreshold(), 12);
+        var wider = new GenerationRequest { PromptTokens = [1, 2, 3], Policy = Budgeted(0.5) };
+        Assert.Equal(0.495, DepthControl.For(wider, _model, elastic: null, population).RowPolicy(2, 1).Threshold!.Value, 12);
+
+        // Only a cap sets no share to take a quantile of: the decider's own threshold.
+        var capped = new GenerationRequest { PromptTokens = [1, 2, 3], Policy = Budgeted(null, 0.5) };
+        var control = DepthControl.For(capped, _model, elastic: null, population);
+        control.Decided(2, deeper: false, 0.1);
+        Assert.Equal(_model.Decider!.Threshold, control.RowPolicy(3, 1).Threshold);
+    }
+
+    [Fact]
+    public void OnShortAnswersASmallerTargetTakesFewerSecondPasses()
+    {
+        // Answers of 6 tokens: the band allows each at most one pass for targets up to 1/6, so the
+        // targets differ only by which first decisions take it, the population's quantile.
+        var random = new Random(8);
+        var prompts = Enumerable.Range(0, 24).Select(_ => Prompt(random, random.Next(3, 12))).ToList();
+        int Deep(double target)
+        {
+            using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 512, PrefixCaching = false });
+            foreach (var prompt in prompts.Take(12))
+            {
+                // Plain decider requests first: the population the budgets read.
+                _ = engine.Generate(BatchRunner.Request(prompt, 12, IterationPolicy.Decider, seed: 1)).ToList();
+            }
+
+            return prompts.Skip(12).Sum(prompt => engine.Generate(BatchRunner.Request(prompt, 6, Budgeted(target), seed: 1)).Count(e => e.Depth == 2));
+        }
+
+        int small = Deep(0.01), large = Deep(0.15);
+        Assert.True(small < large, $"target 1%: {small} depth-2 tokens, target 15%: {large}");
     }
 
     [Fact]
