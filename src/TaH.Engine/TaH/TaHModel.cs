@@ -78,7 +78,7 @@ public sealed class TaHModel : IDisposable
         if (tokenRows.Length > 0)
         {
             var ids = Index(tokenRows.Select(i => rows[i].Token), device);
-            x.index_copy_(0, Index(tokenRows, device), Base.EmbedTokens.index_select(0, ids));
+            x.index_copy_(0, Index(tokenRows, device), Base.Embed(ids));
         }
 
         if (latentRows.Length > 0)
@@ -169,7 +169,7 @@ public sealed class TaHModel : IDisposable
         if (deeper.Length > 0)
         {
             var deeperIndex = Index(deeper, device);
-            soft = Base.Ops.SoftTopKMix(topValues!.index_select(0, deeperIndex), topIndices!.index_select(0, deeperIndex), InputTopK, Base.EmbedTokens);
+            soft = Base.SoftInput(topValues!.index_select(0, deeperIndex), topIndices!.index_select(0, deeperIndex), InputTopK);
         }
 
         var results = new StepRowResult[chunk.Length];

@@ -31,9 +31,10 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
+        var weights = CommonOptions.Weights();
         var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url)")
         {
-            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, weights,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -56,6 +57,11 @@ internal static class BenchCommand
                     throw new ArgumentException("--target-share needs the model in process (--model); against a server, pass --threshold");
                 }
 
+                if (result.GetValue(weights) is not null)
+                {
+                    throw new ArgumentException("--weights needs the model in process (--model); a server's weights are its own --weights");
+                }
+
                 var (served, vocab) = HttpBench.DescribeAsync(baseUrl, result.GetValue(apiKey)).GetAwaiter().GetResult();
                 var http = new HttpBench(baseUrl, result.GetValue(apiKey), served, vocab);
                 owned = http;
@@ -65,9 +71,10 @@ internal static class BenchCommand
             }
             else
             {
-                var tah = ModelLoader.Load(
+                var tah = CommonOptions.Load(
                     result.GetValue(model) ?? throw new ArgumentException("give --model DIR, or --url of a running server"),
-                    ModelOptions.Parse(result.GetValue(device)!));
+                    result.GetValue(device)!,
+                    result.GetValue(weights));
                 owned = tah;
                 int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
                 var bench = new InProcessBench(tah, blocks);
@@ -85,13 +92,17 @@ internal static class BenchCommand
                     model = tah.Directory,
                     layers = tah.Config.NumHiddenLayers,
                     hidden = tah.Config.HiddenSize,
+                    weights = tah.Base.Weights.Name(),
+                    weight_bytes = tah.Base.WeightBytes + (tah.Decider?.Bytes ?? 0),
+                    cpu_isa = TaH.Kernels.Cpu.CpuIsas.Best.ToString().ToLowerInvariant(),
+                    cpu_pool_threads = TaH.Kernels.Cpu.CpuWorkerPool.Shared.Threads,
                     kv_blocks = blocks,
                     torch_threads = TorchSharp.torch.get_num_threads(),
                     decider_threshold = chosenThreshold,
                     decider_rate = result.GetValue(target),
                     rounds = result.GetValue(rounds),
                 };
-                Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}; " +
+                Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}, {tah.Base.Weights.Name()} weights; " +
                     $"prompt {prompt} + {decode} decoded tokens per request; {blocks} KV blocks; torch threads {TorchSharp.torch.get_num_threads()}");
             }
 

@@ -35,11 +35,12 @@ internal static class ServeCommand
         var logFormat = new Option<string?>("--log-format") { Description = "text (default) or json" };
         var otlp = new Option<string?>("--otlp-endpoint") { Description = "export traces and metrics over OTLP to this endpoint (off by default)" };
         var device = new Option<string?>("--device") { Description = "cpu (fp32, default) or cuda[:N] (bf16 and the CUDA kernels)" };
+        var weights = CommonOptions.Weights();
 
         var command = new Command("serve", "serve a model over an OpenAI-compatible HTTP API (the default verb)")
         {
             model, served, host, port, apiKey, maxBody, grace, maxWaiting, maxRunning, kvBlocks, blockSize, maxModelLen,
-            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device,
+            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device, weights,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -72,6 +73,7 @@ internal static class ServeCommand
             Set(nameof(ServerOptions.LogFormat), logFormat);
             Set(nameof(ServerOptions.OtlpEndpoint), otlp);
             Set(nameof(ServerOptions.Device), device);
+            Set(nameof(ServerOptions.Weights), weights);
             var keys = result.GetValue(apiKey) ?? [];
             for (int i = 0; i < keys.Length; i++)
             {

@@ -80,7 +80,7 @@ public sealed class ModelHost : IDisposable
             await Task.Run(() =>
             {
                 _logger.LogInformation("Loading {ModelDirectory}", _options.Model);
-                _model = ModelLoader.Load(_options.Model!, ModelOptions.Parse(_options.Device));
+                _model = ModelLoader.Load(_options.Model!, ModelOptions.Parse(_options.Device, _options.Weights));
                 _tokenizer = TextTokenizer.Load(_model.Directory, _options.ChatTemplate);
                 if (_model.Supports(DefaultPolicy) is { } problem)
                 {
@@ -99,8 +99,9 @@ public sealed class ModelHost : IDisposable
             });
             _state = ModelState.Ready;
             _logger.LogInformation(
-                "Serving {ServedModel}: {Layers} layers, max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}",
-                ServedModelName, _model!.Config.NumHiddenLayers, _model.MaxDepth, _model.Decider is null ? "none" : $"threshold {_model.Decider.Threshold}",
+                "Serving {ServedModel}: {Layers} layers, {Weights} weights ({WeightMegabytes} MB), max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}",
+                ServedModelName, _model!.Config.NumHiddenLayers, _model.Base.Weights.Name(), (_model.Base.WeightBytes + (_model.Decider?.Bytes ?? 0)) / 1_000_000,
+                _model.MaxDepth, _model.Decider is null ? "none" : $"threshold {_model.Decider.Threshold}",
                 _engine!.MaxModelLength, _engine.Cache.TotalBlocks, DefaultPolicy);
         }
         catch (Exception e)

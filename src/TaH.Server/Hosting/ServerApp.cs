@@ -172,6 +172,10 @@ public static class ServerApp
         }
 
         _ = TaH.Engine.TaH.IterationPolicy.Parse(o.Policy, o.Threshold);
+        if (o.Weights is { } weights)
+        {
+            _ = TaH.Engine.Model.WeightFormats.Parse(weights);
+        }
         if (o.ChatTemplate is { } family)
         {
             _ = TaH.Engine.Tokenization.ChatTemplate.ForFamily(family);
