@@ -47,7 +47,19 @@ internal abstract class LinearWeight : IDisposable
             case WeightFormat.Q8_0:
             {
                 var matrix = new Q8_0Matrix(checked((int)rows), checked((int)columns));
-                FillRows(parts, ScalarType.Float32, (first, chunk) => matrix.Quantize(first, Values<float>(chunk)));
+                // bf16 (what releases store) widens inside the quantiser; other types convert first.
+                bool bf16 = parts.All(p => p.dtype == ScalarType.BFloat16);
+                FillRows(parts, bf16 ? ScalarType.BFloat16 : ScalarType.Float32, (first, chunk) =>
+                {
+                    if (bf16)
+                    {
+                        matrix.QuantizeBFloat16(first, Values<ushort>(chunk));
+                    }
+                    else
+                    {
+                        matrix.Quantize(first, Values<float>(chunk));
+                    }
+                });
                 return new Q8_0Weight(matrix);
             }
 
@@ -69,19 +81,31 @@ internal abstract class LinearWeight : IDisposable
         where T : unmanaged =>
         new(TensorMemory.Pointer<T>(t), checked((int)t.numel()));
 
-    /// <summary>Hands the rows of the stacked parts to <paramref name="fill"/> in chunks converted to <paramref name="type"/>.</summary>
+    /// <summary>
+    /// Hands the rows of the stacked parts to <paramref name="fill"/> as contiguous CPU tensors of
+    /// <paramref name="type"/>: a part already so goes whole, without a copy; others in converted
+    /// chunks of 16 MB.
+    /// </summary>
     private static void FillRows(IReadOnlyList<Tensor> parts, ScalarType type, Action<int, Tensor> fill)
     {
-        const long chunkValues = 1 << 22; // 16 MB of fp32 at a time
+        const long chunkValues = 1 << 22;
         int first = 0;
         foreach (var part in parts)
         {
-            long rows = part.shape[0], step = Math.Max(1, chunkValues / part.shape[1]);
-            for (long r = 0; r < rows; r += step)
+            long rows = part.shape[0];
+            if (part.dtype == type && part.device_type == DeviceType.CPU && part.is_contiguous())
             {
-                using var slice = part.narrow(0, r, Math.Min(step, rows - r));
-                using var chunk = slice.to(type, CPU).contiguous();
-                fill(first + (int)r, chunk);
+                fill(first, part);
+            }
+            else
+            {
+                long step = Math.Max(1, chunkValues / part.shape[1]);
+                for (long r = 0; r < rows; r += step)
+                {
+                    using var slice = part.narrow(0, r, Math.Min(step, rows - r));
+                    using var chunk = slice.to(type, CPU).contiguous();
+                    fill(first + (int)r, chunk);
+                }
             }
 
             first += (int)rows;

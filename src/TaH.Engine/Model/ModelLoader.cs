@@ -159,7 +159,7 @@ public static class ModelLoader
         LinearWeight Linear(string name)
         {
             var tensor = TakeWeight(name);
-            var weight = LinearWeight.Create([tensor], options.Weights);
+            var weight = Convert(weights, [name], [tensor], options.Weights);
             if (!dense)
             {
                 tensor.Dispose();
@@ -180,13 +180,13 @@ public static class ModelLoader
 
             layers[i] = new Qwen3DecoderLayer(
                 Take($"{p}.input_layernorm.weight"),
-                Fuse(i, [Projection("self_attn", "q_proj", true), Projection("self_attn", "k_proj", true), Projection("self_attn", "v_proj", true)], adapter, options, progress),
+                Fuse(weights, i, [Projection("self_attn", "q_proj", true), Projection("self_attn", "k_proj", true), Projection("self_attn", "v_proj", true)], adapter, options, progress),
                 Take($"{p}.self_attn.q_norm.weight"),
                 Take($"{p}.self_attn.k_norm.weight"),
-                Fuse(i, [Projection("self_attn", "o_proj")], adapter, options, progress),
+                Fuse(weights, i, [Projection("self_attn", "o_proj")], adapter, options, progress),
                 Take($"{p}.post_attention_layernorm.weight"),
-                Fuse(i, [Projection("mlp", "gate_proj"), Projection("mlp", "up_proj")], adapter, options, progress),
-                Fuse(i, [Projection("mlp", "down_proj")], adapter, options, progress));
+                Fuse(weights, i, [Projection("mlp", "gate_proj"), Projection("mlp", "up_proj")], adapter, options, progress),
+                Fuse(weights, i, [Projection("mlp", "down_proj")], adapter, options, progress));
         }
 
         var norm = Take("model.norm.weight");
@@ -198,6 +198,19 @@ public static class ModelLoader
         }
 
         return model;
+    }
+
+    /// <summary>A weight in its format; a value the format cannot hold is the checkpoint's problem, named.</summary>
+    private static LinearWeight Convert(SafeTensorsCheckpoint weights, string[] names, Tensor[] parts, WeightFormat format)
+    {
+        try
+        {
+            return LinearWeight.Create(parts, format);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointException(weights.SourcePath, $"{string.Join(" | ", names)}: cannot convert to {format.Name()}: {e.Message}");
+        }
     }
 
     /// <summary>Every base weight and the shape config.json implies for it.</summary>
@@ -241,9 +254,9 @@ public static class ModelLoader
     /// freeing the parts. Their LoRA matrices stack the same way: A rows on top of each other, B
     /// block-diagonal, so the fused delta equals the separate deltas side by side.
     /// </summary>
-    private static LoraLinear Fuse(int layer, (string Module, Tensor Weight, Tensor? Bias)[] parts, LoraAdapter? adapter, ModelOptions options, ProgressCounter progress)
+    private static LoraLinear Fuse(SafeTensorsCheckpoint weights, int layer, (string Module, Tensor Weight, Tensor? Bias)[] parts, LoraAdapter? adapter, ModelOptions options, ProgressCounter progress)
     {
-        var weight = LinearWeight.Create([.. parts.Select(p => p.Weight)], options.Weights);
+        var weight = Convert(weights, [.. parts.Select(p => $"model.layers.{layer}.{p.Module}")], [.. parts.Select(p => p.Weight)], options.Weights);
         Tensor? bias = parts[0].Bias is null ? null
             : parts.Length == 1 ? parts[0].Bias : cat(parts.Select(p => p.Bias!).ToArray(), 0);
         var pairs = parts.Select(p => adapter?.Find(layer, p.Module)).ToArray();

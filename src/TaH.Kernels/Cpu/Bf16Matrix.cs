@@ -27,7 +27,6 @@ public sealed unsafe class Bf16Matrix : IDisposable
         Bytes = (long)Tiles * TileRows * PaddedColumns * sizeof(ushort);
         _values = (ushort*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
         NativeMemory.Clear(_values, (nuint)Bytes);
-        GC.AddMemoryPressure(Bytes);
     }
 
     ~Bf16Matrix() => Free();
@@ -104,7 +103,6 @@ public sealed unsafe class Bf16Matrix : IDisposable
         {
             NativeMemory.AlignedFree(_values);
             _values = null;
-            GC.RemoveMemoryPressure(Bytes);
         }
     }
 }

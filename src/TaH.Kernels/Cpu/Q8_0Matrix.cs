@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace TaH.Kernels.Cpu;
 
@@ -36,7 +37,6 @@ public sealed unsafe class Q8_0Matrix : IDisposable
         _scales = (ushort*)NativeMemory.AlignedAlloc((nuint)ScaleBytes, 64);
         NativeMemory.Clear(_quants, (nuint)QuantBytes);
         NativeMemory.Clear(_scales, (nuint)ScaleBytes);
-        GC.AddMemoryPressure(Bytes);
     }
 
     ~Q8_0Matrix() => Free();
@@ -72,47 +72,106 @@ public sealed unsafe class Q8_0Matrix : IDisposable
     /// </summary>
     public void Quantize(int firstRow, ReadOnlySpan<float> values)
     {
-        ObjectDisposedException.ThrowIf(_quants is null, this);
-        if (values.Length % Columns != 0 || firstRow < 0 || firstRow + (values.Length / Columns) > Rows)
+        fixed (float* source = values)
         {
-            throw new ArgumentException($"{values.Length} values are not whole rows of {Columns} within rows {firstRow}..{Rows - 1}");
-        }
-
-        for (int r = 0; r < values.Length / Columns; r++)
-        {
-            QuantizeRow(firstRow + r, values.Slice(r * Columns, Columns));
+            float* p = source;
+            ForRows(firstRow, values.Length, (row, r, _) => QuantizeRow(row, p + ((long)r * Columns)));
         }
     }
 
-    private void QuantizeRow(int row, ReadOnlySpan<float> values)
+    /// <summary><see cref="Quantize(int, ReadOnlySpan{float})"/> from bf16 bit patterns (as a checkpoint stores them), widened exactly row by row.</summary>
+    public void QuantizeBFloat16(int firstRow, ReadOnlySpan<ushort> bits)
+    {
+        fixed (ushort* source = bits)
+        {
+            ushort* p = source;
+            ForRows(firstRow, bits.Length, (row, r, buffer) =>
+            {
+                ushort* b = p + ((long)r * Columns);
+                for (int i = 0; i < Columns; i++)
+                {
+                    buffer[i] = BitConverter.Int32BitsToSingle(b[i] << 16);
+                }
+
+                QuantizeRow(row, buffer);
+            });
+        }
+    }
+
+    private delegate void RowAction(int row, int index, float* buffer);
+
+    /// <summary>Runs <paramref name="action"/> for each of the whole rows in <paramref name="length"/> values, in parallel (load time only: each row writes its own bytes).</summary>
+    private void ForRows(int firstRow, int length, RowAction action)
+    {
+        ObjectDisposedException.ThrowIf(_quants is null, this);
+        if (length % Columns != 0 || firstRow < 0 || firstRow + (length / Columns) > Rows)
+        {
+            throw new ArgumentException($"{length} values are not whole rows of {Columns} within rows {firstRow}..{Rows - 1}");
+        }
+
+        int rows = length / Columns, columns = Columns;
+        try
+        {
+            Parallel.For(0, rows, () => (IntPtr)NativeMemory.Alloc((nuint)columns, sizeof(float)), (r, _, buffer) =>
+            {
+                action(firstRow + r, r, (float*)buffer);
+                return buffer;
+            }, buffer => NativeMemory.Free((void*)buffer));
+        }
+        catch (AggregateException e) when (e.InnerExceptions[0] is ArgumentException refused)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(refused);
+        }
+    }
+
+    private void QuantizeRow(int row, float* values)
     {
         int tile = row / TileRows, lane = row % TileRows;
         sbyte* quants = TileQuants(tile);
         ushort* scales = TileScales(tile);
+        float* partial = stackalloc float[BlockSize];
         for (int b = 0; b * BlockSize < Columns; b++)
         {
-            var block = values.Slice(b * BlockSize, Math.Min(BlockSize, Columns - (b * BlockSize)));
-            float max = 0;
-            foreach (float v in block)
+            int n = Math.Min(BlockSize, Columns - (b * BlockSize));
+            float* block = values + (b * BlockSize);
+            if (n < BlockSize)
             {
-                max = Math.Max(max, Math.Abs(v));
+                new Span<float>(partial, BlockSize).Clear();
+                new ReadOnlySpan<float>(block, n).CopyTo(new Span<float>(partial, BlockSize));
+                block = partial;
             }
 
-            if (!float.IsFinite(max))
+            var v0 = Vector256.Load(block);
+            var v1 = Vector256.Load(block + 8);
+            var v2 = Vector256.Load(block + 16);
+            var v3 = Vector256.Load(block + 24);
+            var max = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+            float amax = 0;
+            for (int i = 0; i < 8; i++)
+            {
+                amax = Math.Max(amax, max[i]);
+            }
+
+            // x - x is 0 for finite x and NaN otherwise (max may drop a NaN).
+            var zeroIfFinite = (v0 - v0) + (v1 - v1) + (v2 - v2) + (v3 - v3);
+            if (!Vector256.EqualsAll(zeroIfFinite, Vector256<float>.Zero))
             {
                 throw new ArgumentException($"row {row} holds a value that is not finite");
             }
 
-            var scale = (Half)(max / 127f);
+            var scale = (Half)(amax / 127f);
             float d = (float)scale, inverse = d == 0 ? 0 : 1f / d;
             scales[(b * TileRows) + lane] = BitConverter.HalfToUInt16Bits(scale);
-            sbyte* q = quants + (((b * TileRows) + lane) * BlockSize);
-            for (int i = 0; i < block.Length; i++)
-            {
-                q[i] = (sbyte)Math.Clamp(MathF.Round(block[i] * inverse), -127f, 127f);
-            }
+            var s = Vector256.Create(inverse);
+            var low = Vector256.Narrow(Round(v0 * s), Round(v1 * s));
+            var high = Vector256.Narrow(Round(v2 * s), Round(v3 * s));
+            Vector256.Narrow(low, high).Store(quants + (((b * TileRows) + lane) * BlockSize));
         }
     }
+
+    /// <summary>Nearest integer, ties to even, clamped to the int8 range the blocks use.</summary>
+    private static Vector256<int> Round(Vector256<float> v) =>
+        Vector256.Clamp(Vector256.ConvertToInt32(Vector256.Round(v)), Vector256.Create(-127), Vector256.Create(127));
 
     /// <summary>The fp16 scale of one block, as fp32.</summary>
     public float Scale(int row, int block)
@@ -173,6 +232,5 @@ public sealed unsafe class Q8_0Matrix : IDisposable
         NativeMemory.AlignedFree(_scales);
         _quants = null;
         _scales = null;
-        GC.RemoveMemoryPressure(Bytes);
     }
 }
