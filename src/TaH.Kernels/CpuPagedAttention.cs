@@ -1,4 +1,5 @@
 using System.Buffers;
+using TaH.Kernels.Cpu;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -46,31 +47,66 @@ public sealed class CpuPagedAttention : IPagedAttention
 
     private static unsafe void Direct(Plan p, Tensor q, LayerKv kv, Tensor output, float scale)
     {
-        // Raw pointers into contiguous CPU storage (the tensors outlive the parallel loop).
-        int heads = (int)q.shape[1], headDim = (int)q.shape[2], kvHeads = (int)kv.Keys.shape[1];
-        int groups = heads / kvHeads;
-        float* qs = (float*)Cuda.CudaNative.THSTensor_data(q.Handle);
-        float* keys = (float*)Cuda.CudaNative.THSTensor_data(kv.Keys.Handle);
-        float* values = (float*)Cuda.CudaNative.THSTensor_data(kv.Values.Handle);
-        float* outs = (float*)Cuda.CudaNative.THSTensor_data(output.Handle);
-        int[] rows = p.Direct, offsets = p.EntryOffsets;
-        long[] slots = p.EntrySlots;
+        // Raw pointers into contiguous CPU storage (the tensors outlive the run). The pool the
+        // weight kernels use: one set of threads, which idle blocked between runs.
+        var job = DirectJob.ForThread;
+        job.Set(p, q, kv, output, scale);
+        CpuWorkerPool.Shared.Run(job, p.Direct.Length * job.KvHeads);
+        job.Clear();
+    }
 
-        Parallel.For(0, rows.Length * kvHeads, item =>
+    /// <summary>One (row, KV head) of the direct rows: scores, softmax and the weighted values.</summary>
+    private sealed unsafe class DirectJob : PoolJob
+    {
+        [ThreadStatic]
+        private static DirectJob? _forThread;
+
+        private Plan? _plan;
+        private float* _q;
+        private float* _keys;
+        private float* _values;
+        private float* _output;
+        private float _scale;
+        private int _heads;
+        private int _headDim;
+
+        public static DirectJob ForThread => _forThread ??= new DirectJob();
+
+        public int KvHeads { get; private set; }
+
+        public void Set(Plan plan, Tensor q, LayerKv kv, Tensor output, float scale)
         {
-            int i = item / kvHeads, h = item % kvHeads, row = rows[i];
-            int first = offsets[i], count = offsets[i + 1] - first;
+            _plan = plan;
+            _heads = (int)q.shape[1];
+            _headDim = (int)q.shape[2];
+            KvHeads = (int)kv.Keys.shape[1];
+            _q = (float*)Cuda.CudaNative.THSTensor_data(q.Handle);
+            _keys = (float*)Cuda.CudaNative.THSTensor_data(kv.Keys.Handle);
+            _values = (float*)Cuda.CudaNative.THSTensor_data(kv.Values.Handle);
+            _output = (float*)Cuda.CudaNative.THSTensor_data(output.Handle);
+            _scale = scale;
+        }
+
+        public void Clear() => _plan = null;
+
+        public override void Execute(int item)
+        {
+            var p = _plan!;
+            int kvHeads = KvHeads, heads = _heads, headDim = _headDim, groups = heads / kvHeads;
+            int i = item / kvHeads, h = item % kvHeads, row = p.Direct[i];
+            int first = p.EntryOffsets[i], count = p.EntryOffsets[i + 1] - first;
+            long[] slots = p.EntrySlots;
             float[] rented = ArrayPool<float>.Shared.Rent(groups * count);
             try
             {
                 var scores = rented.AsSpan(0, groups * count);
                 for (int e = 0; e < count; e++)
                 {
-                    var key = new ReadOnlySpan<float>(keys + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
+                    var key = new ReadOnlySpan<float>(_keys + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
                     for (int g = 0; g < groups; g++)
                     {
-                        var query = new ReadOnlySpan<float>(qs + (((long)row * heads) + (h * groups) + g) * headDim, headDim);
-                        scores[(g * count) + e] = TensorPrimitives.Dot(query, key) * scale;
+                        var query = new ReadOnlySpan<float>(_q + (((long)row * heads) + (h * groups) + g) * headDim, headDim);
+                        scores[(g * count) + e] = TensorPrimitives.Dot(query, key) * _scale;
                     }
                 }
 
@@ -78,11 +114,11 @@ public sealed class CpuPagedAttention : IPagedAttention
                 {
                     var weights = scores.Slice(g * count, count);
                     TensorPrimitives.SoftMax(weights, weights);
-                    var result = new Span<float>(outs + ((((long)row * heads) + (h * groups) + g) * headDim), headDim);
+                    var result = new Span<float>(_output + ((((long)row * heads) + (h * groups) + g) * headDim), headDim);
                     result.Clear();
                     for (int e = 0; e < count; e++)
                     {
-                        var value = new ReadOnlySpan<float>(values + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
+                        var value = new ReadOnlySpan<float>(_values + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
                         TensorPrimitives.MultiplyAdd(value, weights[e], result, result);
                     }
                 }
@@ -91,7 +127,7 @@ public sealed class CpuPagedAttention : IPagedAttention
             {
                 ArrayPool<float>.Shared.Return(rented);
             }
-        });
+        }
     }
 
     private sealed class Plan : AttentionPlan

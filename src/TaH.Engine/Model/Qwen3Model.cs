@@ -1,6 +1,7 @@
 using TaH.Engine.Config;
 using TaH.Engine.Kv;
 using TaH.Kernels;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -45,7 +46,9 @@ public sealed class Qwen3Model : IDisposable
         LmHead = lmHead;
         Device = norm.device;
         DType = norm.dtype;
-        Ops = FusedOps.For(Device);
+        // Kernel-format weights make steps short enough that torch's per-op dispatch shows: the
+        // small ops then run in place too. The fp32 path keeps torch's ops, bit for bit.
+        Ops = Device.type == DeviceType.CPU && lmHead.Dense is null ? CpuFusedOps.Instance : FusedOps.For(Device);
         using (NewDisposeScope())
         {
             var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(PinnedScalars.Of(config.HeadDim));

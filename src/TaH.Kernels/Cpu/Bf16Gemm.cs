@@ -20,6 +20,7 @@ public static unsafe class Bf16Gemm
             throw new PlatformNotSupportedException($"this CPU has no {path} path");
         }
 
+        long started = KernelClock.Start();
         pool ??= CpuWorkerPool.Shared;
         var job = Job.ForThread;
         float* activations = x;
@@ -39,6 +40,7 @@ public static unsafe class Bf16Gemm
         job.Set(weights, activations, rows, y, bias, path, tilesPerItem);
         pool.Run(job, (weights.Tiles + tilesPerItem - 1) / tilesPerItem);
         job.Clear();
+        KernelClock.Stop(started);
     }
 
     private sealed class Job : PoolJob

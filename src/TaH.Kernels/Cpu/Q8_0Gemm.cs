@@ -33,6 +33,7 @@ public static unsafe class Q8_0Gemm
             throw new PlatformNotSupportedException($"this CPU has no {path} path");
         }
 
+        long started = KernelClock.Start();
         pool ??= CpuWorkerPool.Shared;
         var activations = QuantizedActivations.ForThread;
         var job = Job.ForThread;
@@ -46,6 +47,7 @@ public static unsafe class Q8_0Gemm
         }
 
         job.Clear();
+        KernelClock.Stop(started);
     }
 
     /// <summary>The tiles of one work item, over every activation row of the pass.</summary>
