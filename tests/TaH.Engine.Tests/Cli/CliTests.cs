@@ -127,4 +127,19 @@ public class CliTests
         Assert.True(code == 0, stderr);
         Assert.Contains("q8_0 weights:", stderr);
     }
+
+    [Fact]
+    public void AccuracyComparesAFormatWithFp32()
+    {
+        var (code, stdout, stderr) = TahProcess.Run("accuracy", "--model", Fixtures.TinyCheckpoint("a"), "--weights", "bf16", "--positions", "24", "--target-share", "0.25");
+        Assert.True(code == 0, stderr);
+        // --target-share 0.25 of 24 positions: the threshold makes exactly 6 iterate in fp32.
+        Assert.Matches(@"top-1 agreement +\d+\.\d\d % \(\d+/24\)", stdout);
+        Assert.Matches(@"depth decisions +\d+\.\d\d % agree \(\d+/24\); threshold [0-9.]+; iterated fp32 6, bf16 \d+", stdout);
+        Assert.Contains("max |logit difference|", stdout);
+
+        var (bad, _, error) = TahProcess.Run("accuracy", "--model", Fixtures.TinyCheckpoint("a"), "--weights", "fp32");
+        Assert.Equal(2, bad);
+        Assert.Contains("fp32 is the reference", error);
+    }
 }

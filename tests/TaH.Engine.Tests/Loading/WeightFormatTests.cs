@@ -163,6 +163,27 @@ public class WeightFormatTests
                 + (bytesPerWeight * m.Base.EmbedTokens.OutFeatures * m.Base.EmbedTokens.InFeatures));
     }
 
+    [Fact]
+    public void AWeightQ8_0CannotHoldIsRefusedNamingIt()
+    {
+        using var dir = new TempDirectory();
+        string path = RandomTiny(dir);
+        string file = Path.Combine(path, "model.safetensors");
+        List<KeyValuePair<string, torch.Tensor>> tensors;
+        using (var weights = SafeTensorsCheckpoint.OpenFile(file))
+        {
+            tensors = [.. weights.Names.Select(n => new KeyValuePair<string, torch.Tensor>(n, weights.Load(n)))];
+        }
+
+        var down = tensors.Single(t => t.Key == "model.layers.1.mlp.down_proj.weight").Value;
+        down[3, 7] = torch.tensor(float.PositiveInfinity);
+        SafeTensorsWriter.Write(file, tensors);
+        tensors.ForEach(t => t.Value.Dispose());
+
+        var e = Assert.Throws<CheckpointException>(() => ModelLoader.Load(path, ModelOptions.Parse("cpu", "q8_0")));
+        Assert.Contains("model.layers.1.down_proj: cannot convert to q8_0: row 3 holds a value that is not finite", e.Message);
+    }
+
     [Theory]
     [InlineData("int4", "--weights must be fp32, bf16 or q8_0 (got 'int4')")]
     [InlineData("Q8_0", null)]
