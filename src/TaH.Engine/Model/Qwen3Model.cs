@@ -106,6 +106,9 @@ public sealed class Qwen3Model : IDisposable
     /// <summary>Input embeddings of token ids: rows of the embedding, dequantised when it is quantised.</summary>
     internal Tensor Embed(Tensor ids) => EmbedTokens.Rows(ids);
 
+    /// <summary>The <paramref name="k"/> largest logits of each row, descending, with their ids (one pass on the CPU for kernel formats).</summary>
+    internal (Tensor Values, Tensor Indices) TopK(Tensor rows, int k) => Ops is CpuFusedOps ? CpuTopK.Select(rows, k) : rows.topk(k);
+
     /// <summary>The soft input of rows that go deeper (see <see cref="IFusedOps.SoftTopKMix"/>), over the embedding in its format.</summary>
     internal Tensor SoftInput(Tensor topValues, Tensor topIds, int topK)
     {

@@ -145,7 +145,7 @@ public sealed class TaHModel : IDisposable
         Tensor? topValues = null, topIndices = null;
         if (open.Length > 0)
         {
-            (topValues, topIndices) = cumulative.index_select(0, Index(open, device)).topk(topK);
+            (topValues, topIndices) = Base.TopK(cumulative.index_select(0, Index(open, device)), topK);
         }
 
         // Continue probabilities for the rows the decider judges (indices into `open`).

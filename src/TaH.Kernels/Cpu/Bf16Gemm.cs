@@ -12,6 +12,10 @@ namespace TaH.Kernels.Cpu;
 /// </summary>
 public static unsafe class Bf16Gemm
 {
+    private const long InlineBytes = Q8_0Gemm.InlineBytes;
+
+    private static readonly CpuWorkerPool Inline = new(1);
+
     public static void Multiply(Bf16Matrix weights, float* x, int rows, float* y, float* bias = null, CpuIsa? isa = null, CpuWorkerPool? pool = null)
     {
         var path = isa ?? CpuIsas.Best;
@@ -21,7 +25,8 @@ public static unsafe class Bf16Gemm
         }
 
         long started = KernelClock.Start();
-        pool ??= CpuWorkerPool.Shared;
+        // By default, work too small to share (the decider's smallest layers) stays on the calling thread.
+        pool ??= weights.Bytes * (long)rows < InlineBytes ? Inline : CpuWorkerPool.Shared;
         var job = Job.ForThread;
         float* activations = x;
         if (weights.PaddedColumns != weights.Columns)

@@ -15,6 +15,11 @@ namespace TaH.Kernels.Cpu;
 /// </summary>
 public static unsafe class Q8_0Gemm
 {
+    /// <summary>Weight bytes times rows below which a call runs on the calling thread alone.</summary>
+    internal const long InlineBytes = 1 << 16;
+
+    private static readonly CpuWorkerPool Inline = new(1);
+
     /// <summary>Activation rows quantised and multiplied per pass over the weights.</summary>
     internal const int PassRows = 128;
 
@@ -34,7 +39,8 @@ public static unsafe class Q8_0Gemm
         }
 
         long started = KernelClock.Start();
-        pool ??= CpuWorkerPool.Shared;
+        // By default, work too small to share (the decider's smallest layers) stays on the calling thread.
+        pool ??= weights.Bytes * (long)rows < InlineBytes ? Inline : CpuWorkerPool.Shared;
         var activations = QuantizedActivations.ForThread;
         var job = Job.ForThread;
         int tilesPerItem = Math.Clamp(weights.Tiles / (pool.Threads * 8), 1, 16);
