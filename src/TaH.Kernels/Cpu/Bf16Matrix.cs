@@ -52,14 +52,20 @@ public sealed unsafe class Bf16Matrix : IDisposable
             throw new ArgumentException($"{bits.Length} values are not whole rows of {Columns} within rows {firstRow}..{Rows - 1}");
         }
 
-        for (int r = 0; r < bits.Length / Columns; r++)
+        fixed (ushort* source = bits)
         {
-            int row = firstRow + r;
-            ushort* tile = Tile(row / TileRows);
-            for (int c = 0; c < Columns; c++)
+            ushort* p = source;
+            // Load time only: rows are independent, each writes its own chunks.
+            Parallel.For(0, bits.Length / Columns, r =>
             {
-                tile[Offset(row % TileRows, c)] = bits[(r * Columns) + c];
-            }
+                int row = firstRow + r;
+                ushort* tile = Tile(row / TileRows) + ((row % TileRows) * Chunk);
+                for (int c = 0; c < Columns; c += Chunk)
+                {
+                    new ReadOnlySpan<ushort>(p + ((long)r * Columns) + c, Math.Min(Chunk, Columns - c))
+                        .CopyTo(new Span<ushort>(tile + ((c / Chunk) * TileRows * Chunk), Chunk));
+                }
+            });
         }
     }
 

@@ -16,7 +16,8 @@ public abstract class PoolJob
 /// claimed. Idle workers spin for <see cref="SpinTicks"/> (consecutive kernels of a step follow
 /// each other within microseconds), then block on an event, so they never compete for long with
 /// libtorch's OpenMP threads, which run the ops between kernels while this pool is idle. One run
-/// at a time: concurrent callers queue on a lock. A run allocates nothing.
+/// at a time: concurrent callers queue on a lock (so a job must not run the pool itself). A run
+/// allocates nothing.
 /// </summary>
 public sealed class CpuWorkerPool : IDisposable
 {
