@@ -39,7 +39,7 @@ internal static class GpuCheck
                 "fused" => Fused(args.Contains("--quick")),
                 "bench" => Bench.Run(outDir, Arg("--only", "")),
                 "torch" => TorchCheck.Run(outDir),
-                "cpu-bench" => Cpu.CpuBench.Run(Arg("--isa", ""), int.Parse(Arg("--repeats", "20"), CultureInfo.InvariantCulture)),
+                "cpu-bench" => Cpu.CpuBench.Run(Arg("--isa", ""), int.Parse(Arg("--repeats", "20"), CultureInfo.InvariantCulture), args.Contains("--step")),
                 "engine-check" => EngineCheck.Run(Arg("--model", ""), int.Parse(Arg("--prompt-tokens", "24"), CultureInfo.InvariantCulture)),
                 _ => throw new ArgumentException($"unknown verb '{args[0]}'"),
             };

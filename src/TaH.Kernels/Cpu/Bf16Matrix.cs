@@ -25,8 +25,7 @@ public sealed unsafe class Bf16Matrix : IDisposable
         PaddedColumns = (columns + Chunk - 1) / Chunk * Chunk;
         Tiles = (rows + TileRows - 1) / TileRows;
         Bytes = (long)Tiles * TileRows * PaddedColumns * sizeof(ushort);
-        _values = (ushort*)NativeMemory.AlignedAlloc((nuint)Bytes, 64);
-        NativeMemory.Clear(_values, (nuint)Bytes);
+        _values = (ushort*)WeightMemory.Allocate(Bytes);
     }
 
     ~Bf16Matrix() => Free();
@@ -107,7 +106,7 @@ public sealed unsafe class Bf16Matrix : IDisposable
     {
         if (_values is not null)
         {
-            NativeMemory.AlignedFree(_values);
+            WeightMemory.Free(_values);
             _values = null;
         }
     }

@@ -33,10 +33,8 @@ public sealed unsafe class Q8_0Matrix : IDisposable
         Tiles = (rows + TileRows - 1) / TileRows;
         QuantBytes = (long)Tiles * Blocks * TileRows * BlockSize;
         ScaleBytes = (long)Tiles * Blocks * TileRows * sizeof(ushort);
-        _quants = (sbyte*)NativeMemory.AlignedAlloc((nuint)QuantBytes, 64);
-        _scales = (ushort*)NativeMemory.AlignedAlloc((nuint)ScaleBytes, 64);
-        NativeMemory.Clear(_quants, (nuint)QuantBytes);
-        NativeMemory.Clear(_scales, (nuint)ScaleBytes);
+        _quants = (sbyte*)WeightMemory.Allocate(QuantBytes);
+        _scales = (ushort*)WeightMemory.Allocate(ScaleBytes);
     }
 
     ~Q8_0Matrix() => Free();
@@ -228,8 +226,8 @@ public sealed unsafe class Q8_0Matrix : IDisposable
             return;
         }
 
-        NativeMemory.AlignedFree(_quants);
-        NativeMemory.AlignedFree(_scales);
+        WeightMemory.Free(_quants);
+        WeightMemory.Free(_scales);
         _quants = null;
         _scales = null;
     }

@@ -23,6 +23,11 @@ public class ReferenceAttentionTests
             data.Add(backend, 4, 4, 2, 16, 4, 20); // some sequences past CpuPagedAttention.MaxDirectRows
         }
 
+        // Qwen3's grouping (2 query heads per KV head) at head sizes of whole 32s: the CPU's paired
+        // path, with one row (its KV heads split over the threads) and with several.
+        data.Add("cpu", 1, 16, 8, 128, 16, 1);
+        data.Add("cpu", 3, 4, 2, 64, 4, 4);
+
         return data;
     }
 

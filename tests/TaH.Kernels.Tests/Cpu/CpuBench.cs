@@ -18,8 +18,14 @@ internal static unsafe class CpuBench
     private static readonly (string Name, int N, int K)[] Shapes =
         [("qkv", 4096, 1024), ("o", 1024, 2048), ("gate_up", 6144, 1024), ("down", 1024, 3072), ("head", 151936, 1024)];
 
-    public static int Run(string only, int repeats)
+    public static int Run(string only, int repeats, bool stepOnly = false)
     {
+        if (stepOnly)
+        {
+            Step(repeats);
+            return 0;
+        }
+
         var isas = only is "" ? CpuIsas.Supported : [Enum.Parse<CpuIsa>(only, ignoreCase: true)];
         Console.WriteLine($"threads {CpuWorkerPool.Shared.Threads}, torch threads {get_num_threads()}, best {CpuIsas.Best}; min of {repeats}");
         var random = new Random(1);
