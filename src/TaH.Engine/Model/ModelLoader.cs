@@ -2,6 +2,7 @@ using TaH.Engine.Checkpoints;
 using TaH.Engine.Config;
 using TaH.Engine.TaH;
 using TaH.Kernels;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -106,6 +107,7 @@ public static class ModelLoader
                 }
 
                 counter.Finish();
+                WeightMemory.ReturnFreedMemory();
 
                 return new TaHModel(baseModel, decider, tah?.MaxIter ?? 1, tah?.InputTopK ?? 1, adapter is not null, generation, directory);
             }

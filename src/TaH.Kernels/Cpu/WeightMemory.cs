@@ -8,14 +8,14 @@ namespace TaH.Kernels.Cpu;
 /// MB per step, and with 4 KB pages that is a TLB miss, and a restart of the hardware prefetcher,
 /// every 4 KB. <c>TAH_HUGE_PAGES=0</c> keeps 4 KB pages.
 /// </summary>
-internal static unsafe partial class WeightMemory
+public static unsafe partial class WeightMemory
 {
     private const nuint HugePage = 2 << 20;
     private const int MadviseHugePage = 14; // MADV_HUGEPAGE
 
     private static readonly bool UseHugePages = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("TAH_HUGE_PAGES") != "0";
 
-    public static void* Allocate(long bytes)
+    internal static void* Allocate(long bytes)
     {
         if (!UseHugePages || bytes < (long)HugePage)
         {
@@ -31,7 +31,29 @@ internal static unsafe partial class WeightMemory
         return p;
     }
 
-    public static void Free(void* p) => NativeMemory.AlignedFree(p);
+    internal static void Free(void* p) => NativeMemory.AlignedFree(p);
+
+    /// <summary>
+    /// Hands the C heap's free pages back to the system (glibc's <c>malloc_trim</c>): converting
+    /// weights frees hundreds of MB of transient tensors, which would otherwise stay resident.
+    /// </summary>
+    public static void ReturnFreedMemory()
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                _ = MallocTrim(0);
+            }
+            catch (EntryPointNotFoundException)
+            {
+                // Not glibc (musl): nothing to trim.
+            }
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "malloc_trim")]
+    private static partial int MallocTrim(nuint pad);
 
     [LibraryImport("libc", EntryPoint = "madvise")]
     private static partial int Madvise(void* address, nuint length, int advice);
