@@ -1,5 +1,9 @@
 using System.CommandLine;
+using TaH.Engine.Serving;
 using TaH.Server.Cli;
+
+// Before anything loads libtorch: its OpenMP workers sleep when idle instead of spinning.
+ThreadPolicy.CooperateUnderContention();
 
 var root = new RootCommand("tah: serve and run Think-at-Hard (TaH) language models");
 var serve = ServeCommand.Create();

@@ -11,8 +11,9 @@ internal static class Fixtures
 
     public static string TinyCheckpoint(string name) => Directory(Path.Combine("tah-tiny", name));
 
+    /// <summary>The reference's output for a tiny checkpoint, evaluated in float64.</summary>
     public static JsonObject Golden(string name) =>
-        (JsonObject)JsonNode.Parse(File.ReadAllText(Directory(Path.Combine("tah-tiny", $"{name}.golden.json"))))!;
+        (JsonObject)JsonNode.Parse(File.ReadAllText(Directory(Path.Combine("tah-tiny", $"{name}.golden64.json"))))!;
 
     private static string FindRoot()
     {

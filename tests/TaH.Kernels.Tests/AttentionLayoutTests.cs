@@ -89,6 +89,9 @@ public class AttentionLayoutTests
             using var plan = attention.Prepare(b, CPU);
             var output = attention.Forward(plan, q, keys.index_select(0, slots), values.index_select(0, slots), new LayerKv(keys, values), 1.0 / Math.Sqrt(c.HeadDim));
             var (rel, _) = AttentionCase.Compare(c.Reference(), output.data<float>().ToArray());
+            // fp32 against double: relative L2 about 2^-24 * sqrt(head_dim + entries) (random rounding
+            // over head_dim <= 128 and <= ~1000 entries) = 2e-6; measured at most 3.5e-7 on the
+            // AVX-512, AVX2 and scalar paths of libtorch. 1e-5 allows any summation order.
             Assert.True(rel < 1e-5, $"{c.Describe()}: rel L2 {rel}");
         }
     }

@@ -18,7 +18,7 @@ public sealed class ErrorTests(SharedServer shared)
     public static TheoryData<string, string, int, string?, string?> BadRequests => new()
     {
         // path, body, status, param, code
-        { Chat, """{"model": "gpt-4", MSGS}""", 400, "model", "model_not_found" },
+        { Chat, """{"model": "gpt-4", MSGS}""", 404, "model", "model_not_found" },
         { Chat, """{MSGS, "max_tokens": -5}""", 400, "max_tokens", null },
         { Chat, """{MSGS, "max_completion_tokens": 0}""", 400, "max_completion_tokens", null },
         { Chat, """{MSGS, "temperature": 2.5}""", 400, "temperature", null },
@@ -70,7 +70,7 @@ public sealed class ErrorTests(SharedServer shared)
         { Completions, """{"prompt": "hi", "best_of": 3}""", 400, "best_of", "unsupported_parameter" },
         { Completions, """{"prompt": "hi", "echo": true, "logprobs": 1}""", 400, "echo", "unsupported_parameter" },
         { Completions, """{"prompt": "hi", "logprobs": 50}""", 400, "logprobs", null },
-        { Completions, """{"prompt": "hi", "model": "other"}""", 400, "model", "model_not_found" },
+        { Completions, """{"prompt": "hi", "model": "other"}""", 404, "model", "model_not_found" },
     };
 
     [Theory]
@@ -82,6 +82,54 @@ public sealed class ErrorTests(SharedServer shared)
         Assert.True(status == (int)response.StatusCode, $"status {(int)response.StatusCode}: {text}");
         Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
         AssertOpenAiError(text, "invalid_request_error", param, code);
+    }
+
+    // A body template with one string replaced by BAD; the field's name as the 400 must give it.
+    public static TheoryData<string, string, string> InvalidTextFields => new()
+    {
+        { Chat, """{"messages": [{"role": "user", "content": "BAD"}]}""", "messages[0].content" },
+        { Chat, """{"messages": [{"role": "user", "content": [{"type": "text", "text": "BAD"}]}]}""", "messages[0].content[0].text" },
+        { Chat, """{MSGS, "stop": "BAD"}""", "stop" },
+        { Chat, """{MSGS, "stop": ["ok", "BAD"]}""", "stop[1]" },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "BAD"}""", "tool_choice" },
+        { Chat, """{MSGS, "tools": [{"type": "function", "function": {"name": "BAD"}}]}""", "tools[0].function.name" },
+        { Chat, """{MSGS, "model": "BAD"}""", "model" },
+        { Chat, """{"messages": [{"role": "BAD", "content": "hi"}]}""", "messages[0].role" },
+        { Chat, """{MSGS, "user": "BAD"}""", "user" },
+        { Completions, """{"prompt": "BAD"}""", "prompt" },
+        { Completions, """{"prompt": ["fine", "BAD"]}""", "prompt[1]" },
+    };
+
+    // Lone and reversed surrogate escapes, and raw bytes that are not UTF-8 (issue 11's fuzz finds).
+    private static readonly byte[][] InvalidText =
+    [
+        "\\ud800"u8.ToArray(), "\\udfff\\ud800"u8.ToArray(), "a\\ud83d"u8.ToArray(),
+        [0xFF, 0xFE], [0xC0, 0x80], [0xED, 0xA0, 0x80],
+    ];
+
+    [Theory]
+    [MemberData(nameof(InvalidTextFields))]
+    public async Task InvalidTextIsA400NamingTheField(string path, string template, string param)
+    {
+        var parts = template.Replace("MSGS", Msgs, StringComparison.Ordinal).Split("BAD");
+        foreach (var bad in InvalidText)
+        {
+            byte[] body = [.. Encoding.UTF8.GetBytes(parts[0]), .. bad, .. Encoding.UTF8.GetBytes(parts[1])];
+            using var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+            using var response = await _server.Http.PostAsync(path, content);
+            var text = await response.Content.ReadAsStringAsync();
+            Assert.True((int)response.StatusCode == 400, $"{Convert.ToHexString(bad)} in {param}: {(int)response.StatusCode} {text}");
+            AssertOpenAiError(text, "invalid_request_error", param, "invalid_string");
+        }
+    }
+
+    [Fact]
+    public async Task ANullMessageIsA400()
+    {
+        var (status, json) = await _server.PostAsync(Chat, """{"messages": [null]}""");
+        Assert.Equal(400, status);
+        AssertOpenAiError(json!.ToJsonString(), "invalid_request_error", "messages[0]", null);
     }
 
     [Fact]
@@ -96,6 +144,12 @@ public sealed class ErrorTests(SharedServer shared)
 
         (status, json) = await _server.PostAsync(Completions, new { prompt, max_tokens = 1 });
         Assert.Equal(400, status);
+        Assert.Equal("context_length_exceeded", (string?)json!["error"]!["code"]);
+
+        // More messages than the context holds, whatever they say (two special tokens each).
+        (status, json) = await _server.PostAsync(Chat, new { messages = Enumerable.Repeat(new { role = "user", content = "" }, 1025).ToArray() });
+        Assert.Equal(400, status);
+        Assert.Equal("messages", (string?)json!["error"]!["param"]);
         Assert.Equal("context_length_exceeded", (string?)json!["error"]!["code"]);
     }
 

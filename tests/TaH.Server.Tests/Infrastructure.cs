@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Serilog.Core;
 using Serilog.Events;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Model;
 using TaH.Server.Hosting;
 

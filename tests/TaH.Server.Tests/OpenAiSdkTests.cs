@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using OpenAI;
 using OpenAI.Chat;
 using TaH.Engine.TaH;
+using TaH.Engine.Tests;
 
 namespace TaH.Server.Tests;
 
@@ -150,7 +151,8 @@ public sealed class OpenAiSdkTests(SharedServer shared)
         for (int i = 0; i < 5; i++)
         {
             var token = greedy.ContentTokenLogProbabilities[i];
-            Assert.Equal(expected.Events[i].Sample.Logprob, token.LogProbability, 4);
+            // logit - log-sum-exp: two logits' error, from sums the server may order otherwise (prefix hits).
+            Assert.InRange(token.LogProbability, expected.Events[i].Sample.Logprob - (2 * Fp32Tolerance.ReductionOrder), expected.Events[i].Sample.Logprob + (2 * Fp32Tolerance.ReductionOrder));
             Assert.Equal(3, token.TopLogProbabilities.Count);
             Assert.Equal(Reference.Tokenizer.TokenBytes(expected.Events[i].Token).ToArray(), token.Utf8Bytes!.Value.ToArray());
         }
@@ -194,7 +196,7 @@ public sealed class OpenAiSdkTests(SharedServer shared)
     {
         var client = new ChatClient("gpt-4o", new ApiKeyCredential("unused"), new OpenAIClientOptions { Endpoint = _server.V1 });
         var e = await Assert.ThrowsAsync<ClientResultException>(() => client.CompleteChatAsync([new UserChatMessage("hi")]));
-        Assert.Equal(400, e.Status);
+        Assert.Equal(404, e.Status); // as OpenAI and vLLM answer an unknown model
         Assert.Contains("model_not_found", e.Message, StringComparison.Ordinal);
     }
 

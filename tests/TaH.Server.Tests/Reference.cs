@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using TaH.Engine.Generation;
+using TaH.Engine.Kv;
 using TaH.Engine.Model;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -29,7 +30,7 @@ internal static class Reference
     /// <summary>Greedy decoding in the engine alone.</summary>
     public static Output Greedy(IReadOnlyList<int> prompt, int maxTokens, IterationPolicy? policy = null, int? logprobs = null)
     {
-        using var engine = new InferenceEngine(Model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(new GenerationRequest { PromptTokens = prompt, MaxTokens = maxTokens }, Model.MaxDepth) });
+        using var engine = new InferenceEngine(Model, new EngineOptions { KvBlocks = KvBudget.PoolFor(new GenerationRequest { PromptTokens = prompt, MaxTokens = maxTokens }, Model.MaxDepth) });
         var events = engine.Generate(new GenerationRequest
         {
             PromptTokens = prompt,

@@ -1,27 +1,27 @@
 using System.Diagnostics;
 using System.Net.Http.Json;
-using System.Text;
-using System.Text.RegularExpressions;
 
 namespace TaH.Server.Tests;
 
 /// <summary>The real <c>tah</c> executable, started as a user would, stopped with SIGTERM.</summary>
 [Collection(ServerCollection.Name)]
-public sealed partial class ServeProcessTests
+public sealed class ServeProcessTests
 {
     [Fact]
     public async Task TheDefaultVerbServesAndSigtermStopsItCleanly()
     {
         using var tah = TahProcess.Start("--model", TestModel.Directory, "--port", "0", "--shutdown-grace", "2", "--kv-blocks", "64");
-        var url = await tah.WaitForLineAsync(ListeningOn(), TimeSpan.FromSeconds(60));
-        using var http = new HttpClient { BaseAddress = new Uri(url.Groups[1].Value) };
-        for (int i = 0; i < 300 && !(await http.GetAsync("/ready")).IsSuccessStatusCode; i++)
-        {
-            await Task.Delay(100);
-        }
+        using var http = new HttpClient { BaseAddress = await tah.WaitUntilServingAsync(TimeSpan.FromSeconds(60)) };
 
         using var response = await http.PostAsJsonAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = "hi" } }, max_tokens = 3 });
         Assert.Equal(200, (int)response.StatusCode);
+        using var refused = await http.PostAsync("/v1/chat/completions", new StringContent("{}", System.Text.Encoding.UTF8, "text/plain"));
+        Assert.Equal(415, (int)refused.StatusCode);
+
+        // Serving never loads the checkpoint writers (mapped assemblies show in /proc/PID/maps).
+        var maps = await File.ReadAllTextAsync($"/proc/{tah.Process.Id}/maps");
+        Assert.Contains("TaH.Engine.dll", maps, StringComparison.Ordinal);
+        Assert.DoesNotContain("TaH.Checkpoints.Writing.dll", maps, StringComparison.Ordinal);
 
         // SIGTERM, as a container runtime or systemd sends it (bash's kill: no procps needed).
         using (var kill = Process.Start("bash", ["-c", $"kill -TERM {tah.Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)}"]))
@@ -34,7 +34,9 @@ public sealed partial class ServeProcessTests
         await tah.Drained;
         var output = tah.Output;
         Assert.Contains("Draining", output, StringComparison.Ordinal);
-        Assert.Contains("chat.completions", output, StringComparison.Ordinal); // the request's log line
+        Assert.Contains("chat.completions", output, StringComparison.Ordinal); // the generation's log line
+        Assert.Contains("HTTP POST /v1/chat/completions responded 200", output, StringComparison.Ordinal); // the requests' log lines
+        Assert.Contains("HTTP POST /v1/chat/completions responded 415", output, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -68,101 +70,5 @@ public sealed partial class ServeProcessTests
         Assert.Contains("Could not load the model", tah.Output, StringComparison.Ordinal);
         Assert.Contains("tokenizer.json", tah.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", tah.Output, StringComparison.Ordinal);
-    }
-
-    [GeneratedRegex(@"Now listening on: (http://[^\s]+)")]
-    private static partial Regex ListeningOn();
-
-    private sealed class TahProcess : IDisposable
-    {
-        private readonly StringBuilder _output = new();
-        private readonly StringBuilder _error = new();
-        private readonly Task _stdout;
-        private readonly Task _stderr;
-
-        private TahProcess(Process process)
-        {
-            Process = process;
-            _stdout = Pump(process.StandardOutput, _output);
-            _stderr = Pump(process.StandardError, _error);
-        }
-
-        public Process Process { get; }
-
-        public string Output
-        {
-            get
-            {
-                lock (_output)
-                {
-                    return _output.ToString();
-                }
-            }
-        }
-
-        public string Error
-        {
-            get
-            {
-                lock (_error)
-                {
-                    return _error.ToString();
-                }
-            }
-        }
-
-        public Task Drained => Task.WhenAll(_stdout, _stderr);
-
-        public static TahProcess Start(params string[] args)
-        {
-            var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "tah.dll"));
-            foreach (var arg in args)
-            {
-                start.ArgumentList.Add(arg);
-            }
-
-            start.Environment.Remove("TAH_API_KEY");
-            return new TahProcess(Process.Start(start)!);
-        }
-
-        public async Task<Match> WaitForLineAsync(Regex pattern, TimeSpan timeout)
-        {
-            var clock = Stopwatch.StartNew();
-            while (clock.Elapsed < timeout)
-            {
-                var m = pattern.Match(Output);
-                if (m.Success)
-                {
-                    return m;
-                }
-
-                Assert.False(Process.HasExited, $"tah exited early: {Output}{Error}");
-                await Task.Delay(50);
-            }
-
-            throw new TimeoutException($"no line matching {pattern} in: {Output}");
-        }
-
-        private static async Task Pump(StreamReader reader, StringBuilder into)
-        {
-            while (await reader.ReadLineAsync() is { } line)
-            {
-                lock (into)
-                {
-                    into.AppendLine(line);
-                }
-            }
-        }
-
-        public void Dispose()
-        {
-            if (!Process.HasExited)
-            {
-                Process.Kill(entireProcessTree: true);
-            }
-
-            Process.Dispose();
-        }
     }
 }

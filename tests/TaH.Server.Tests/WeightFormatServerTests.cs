@@ -11,7 +11,7 @@ public sealed class WeightFormatServerTests
     public async Task TheServerLoadsAndAnswersInTheChosenFormat(string setting, WeightFormat expected)
     {
         await using var server = await TestServer.StartAsync(new() { ["Server:Weights"] = setting });
-        Assert.Equal(expected, server.Host.Model.Base.Weights);
+        Assert.Equal(expected, server.Host.Model.Weights);
         var (status, body) = await server.PostAsync("/v1/chat/completions", new { messages = new[] { new { role = "user", content = "What is 12+30?" } }, max_tokens = 4, temperature = 0 });
         Assert.Equal(200, status);
         Assert.False(string.IsNullOrEmpty((string?)body!["choices"]![0]!["message"]!["content"]));

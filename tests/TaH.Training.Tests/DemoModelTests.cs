@@ -1,4 +1,5 @@
 using TaH.Engine.Generation;
+using TaH.Engine.Kv;
 using TaH.Engine.Model;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -74,7 +75,7 @@ public class DemoModelTests
             Policy = policy,
             Sampling = new SamplingParams { Temperature = (float)(model.Generation.Temperature ?? 1.0) },
         };
-        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
+        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = KvBudget.PoolFor(request, model.MaxDepth) });
         var events = engine.Generate(request).ToList();
         Assert.Equal(FinishReason.Stop, events[^1].Finish);
         return (tokenizer.Decode([.. events.Select(e => e.Token)], skipSpecialTokens: true), [.. events.Select(e => e.Depth)]);

@@ -7,8 +7,8 @@ namespace TaH.Engine.Checkpoints;
 internal delegate void TensorChunkAction(Span<byte> chunk, long offset);
 
 /// <summary>
-/// Moves raw bytes between files and the storage of contiguous CPU tensors without an intermediate
-/// managed copy.
+/// Moves raw bytes from files into the storage of contiguous CPU tensors without an intermediate
+/// managed copy (and walks a tensor's bytes in slices, for checksums and writers).
 /// </summary>
 internal static class TensorBytes
 {
@@ -66,36 +66,4 @@ internal static class TensorBytes
     /// <summary>Fills the tensor from a stream; throws <see cref="EndOfStreamException"/> if it runs short.</summary>
     internal static void ReadFromStream(Stream stream, torch.Tensor tensor, int chunkBytes = DefaultChunkBytes) =>
         ForEachChunk(tensor, (chunk, _) => stream.ReadExactly(chunk), chunkBytes);
-
-    internal static void WriteToStream(Stream stream, torch.Tensor tensor, int chunkBytes = DefaultChunkBytes) =>
-        ForEachChunk(tensor, (chunk, _) => stream.Write(chunk), chunkBytes);
-
-    /// <summary>
-    /// Returns a contiguous CPU tensor with the same values: the tensor itself when it already is one,
-    /// otherwise a copy that <paramref name="owned"/> says the caller must dispose.
-    /// </summary>
-    internal static torch.Tensor ContiguousCpu(torch.Tensor tensor, out bool owned)
-    {
-        owned = false;
-        var result = tensor;
-        if (result.device_type != DeviceType.CPU)
-        {
-            result = result.cpu();
-            owned = true;
-        }
-
-        if (!result.is_contiguous())
-        {
-            var contiguous = result.contiguous();
-            if (owned)
-            {
-                result.Dispose();
-            }
-
-            result = contiguous;
-            owned = true;
-        }
-
-        return result;
-    }
 }

@@ -5,9 +5,10 @@ using TorchSharp;
 namespace TaH.Engine.Checkpoints;
 
 /// <summary>
-/// Reads and writes files in the format of PyTorch's torch.save (a zip holding a pickle and raw
+/// Reads files in the format of PyTorch's torch.save (a zip holding a pickle and raw
 /// little-endian storages), without Python. See <see cref="PickleReader"/> for the object model;
 /// tensors come back as new contiguous CPU tensors in their stored dtype, owned by the caller.
+/// (TaH.Checkpoints.Writing's TorchCheckpointWriter writes them.)
 /// </summary>
 public static class TorchCheckpoint
 {
@@ -47,57 +48,6 @@ public static class TorchCheckpoint
             using (zip)
             {
                 return new TorchCheckpointLoader(path, zip).Load();
-            }
-        }
-    }
-
-    /// <summary>
-    /// Writes <paramref name="payload"/> as torch.save does (protocol-2 pickle, storages under
-    /// &lt;archive&gt;/data/N, uncompressed, 64-byte aligned), loadable by torch.load. Tensors are
-    /// written contiguous, in their dtype, as CPU storages. The file is replaced atomically.
-    /// </summary>
-    public static void Save(string path, object? payload)
-    {
-        string archive = Path.GetFileNameWithoutExtension(path);
-        if (archive.Length == 0)
-        {
-            archive = "archive";
-        }
-
-        var storages = new List<(string Key, torch.Tensor Data, bool Owned)>();
-        try
-        {
-            byte[] pickle = PickleWriter.Write(payload, tensor =>
-            {
-                var data = TensorBytes.ContiguousCpu(tensor, out bool owned);
-                string key = storages.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                storages.Add((key, data, owned));
-                return new PickledStorage(key, TorchStorageTypes.ClassFor(tensor.dtype), tensor.NumberOfElements);
-            });
-
-            SafeTensorsWriter.WriteAtomically(path, stream =>
-            {
-                var zip = new ZipStoreWriter(stream, path);
-                zip.Add($"{archive}/data.pkl", pickle);
-                zip.Add($"{archive}/byteorder", "little"u8);
-                // torch.save orders the storage records by key as strings.
-                foreach (var (key, data, _) in storages.OrderBy(s => s.Key, StringComparer.Ordinal))
-                {
-                    zip.Add($"{archive}/data/{key}", data);
-                }
-
-                zip.Add($"{archive}/version", "3\n"u8);
-                zip.Finish();
-            });
-        }
-        finally
-        {
-            foreach (var (_, data, owned) in storages)
-            {
-                if (owned)
-                {
-                    data.Dispose();
-                }
             }
         }
     }

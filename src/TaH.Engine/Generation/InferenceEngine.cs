@@ -27,12 +27,8 @@ public sealed record EngineOptions
     /// <summary>Reuse the KV blocks of prompts that start the same way.</summary>
     public bool PrefixCaching { get; init; } = true;
 
-    /// <summary>
-    /// Enough blocks for one request at every depth: its prompt once (samples share it) and, per
-    /// sample, its output and a copied part-filled block.
-    /// </summary>
-    public static int BlocksFor(GenerationRequest request, int maxDepth, int blockSize = 16) =>
-        maxDepth * (((request.PromptTokens.Count + blockSize - 1) / blockSize) + (Math.Max(1, request.N) * (((request.MaxTokens + blockSize - 1) / blockSize) + 2)));
+    /// <summary>Most parallel samples (n) of one request.</summary>
+    public int MaxSamples { get; init; } = 16;
 }
 
 /// <summary>
@@ -55,6 +51,7 @@ public sealed class InferenceEngine : IDisposable
         var c = model.Config;
         Cache = new KvCache(c.NumHiddenLayers, c.NumKeyValueHeads, c.HeadDim, Options.KvBlocks, Options.BlockSize, model.Base.DType, model.Base.Device, model.MaxDepth);
         MaxModelLength = Math.Min(Options.MaxModelLength ?? c.MaxPositionEmbeddings, c.MaxPositionEmbeddings);
+        Admission = new AdmissionGate(ServedModel.Describe(model, Cache.Budget, MaxModelLength, Options.MaxSamples));
         _scheduler = new Scheduler(Cache, Options);
     }
 
@@ -65,6 +62,12 @@ public sealed class InferenceEngine : IDisposable
     public KvCache Cache { get; }
 
     public int MaxModelLength { get; }
+
+    /// <summary>The one check of every request, before it may run here.</summary>
+    public AdmissionGate Admission { get; }
+
+    /// <summary>What this engine serves, as a server reads it.</summary>
+    public ServedModel Served => Admission.Model;
 
     public bool HasWork => _sequences.Any(s => s.HasWork);
 
@@ -78,71 +81,23 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>Prompt tokens whose keys and values came from the prefix cache.</summary>
     public long CachedPromptTokens => _scheduler.CachedPromptTokens;
 
-    /// <summary>
-    /// The most output tokens a request with this prompt and <paramref name="n"/> samples may ask
-    /// for and still fit the pool alone (the inverse of <see cref="EngineOptions.BlocksFor"/>).
-    /// </summary>
-    public int MaxTokensFitting(int promptTokens, int n = 1)
-    {
-        int blockSize = Cache.BlockSize;
-        int perDepth = Cache.TotalBlocks / Model.MaxDepth;
-        int perSample = ((perDepth - ((promptTokens + blockSize - 1) / blockSize)) / Math.Max(1, n)) - 2;
-        return Math.Max(0, perSample * blockSize);
-    }
-
     /// <summary>Called for each position that completes, when a request records positions.</summary>
     public event Action<Sequence, PositionRecord>? PositionCompleted;
 
     /// <summary>
-    /// Validates a request and queues it; bad input throws <see cref="ArgumentException"/> naming
-    /// the problem. With n &gt; 1 the first sequence is returned; its forks appear in the events
+    /// Admits a request (<see cref="AdmissionGate"/>: a refusal is an <see cref="InvalidRequestException"/>)
+    /// and queues it. With n &gt; 1 the first sequence is returned; its forks appear in the events
     /// once its prompt has been computed.
     /// </summary>
-    public Sequence Add(GenerationRequest request)
+    public Sequence Add(GenerationRequest request) => Add(Admission.Admit(request));
+
+    /// <summary>Queues a request the gate has admitted.</summary>
+    public Sequence Add(AdmittedRequest admitted)
     {
-        Validate(request);
+        var request = admitted.Request;
         var sequence = NewSequence(request, new Sampler(request.Sampling, request.PromptTokens.ToArray()));
         _scheduler.Enqueue(sequence);
         return sequence;
-    }
-
-    public void Validate(GenerationRequest request)
-    {
-        if (request.PromptTokens.Count == 0)
-        {
-            throw new ArgumentException("the prompt is empty", nameof(request));
-        }
-
-        int vocab = Model.Config.VocabSize;
-        foreach (int token in request.PromptTokens)
-        {
-            if (token < 0 || token >= vocab)
-            {
-                throw new ArgumentException($"prompt token id {token} is outside the vocabulary (0..{vocab - 1})", nameof(request));
-            }
-        }
-
-        if (request.PromptTokens.Count >= MaxModelLength)
-        {
-            throw new ArgumentException($"the prompt has {request.PromptTokens.Count} tokens, but the model's context is {MaxModelLength} tokens (prompt plus at least one generated token)", nameof(request));
-        }
-
-        if (request.MaxTokens < 1)
-        {
-            throw new ArgumentException($"max_tokens must be at least 1 (got {request.MaxTokens})", nameof(request));
-        }
-
-        if (request.N < 1)
-        {
-            throw new ArgumentException($"n must be at least 1 (got {request.N})", nameof(request));
-        }
-
-        if (Model.Supports(request.Policy) is { } problem)
-        {
-            throw new ArgumentException(problem, nameof(request));
-        }
-
-        request.Sampling.Validate();
     }
 
     /// <summary>Stops a sequence (waiting or running) and frees its blocks.</summary>
@@ -182,21 +137,19 @@ public sealed class InferenceEngine : IDisposable
             }
         }
 
-        // Copying logits out and sampling touch one sequence each: the cores the forward used are free.
-        var floats = new float[stopped.Count][];
-        Parallel.For(0, stopped.Count, i => floats[i] = TensorCopy.ToFloats(stopped[i].Logits));
+        using var floats = new LogitRows([.. stopped.Select(s => s.Logits)]);
         foreach (var result in results)
         {
             result.Dispose();
         }
 
-        var draws = new List<(Sequence Sequence, float[] Logits, int Depth, double? Probability)>();
+        var draws = new List<(Sequence Sequence, ReadOnlyMemory<float> Logits, int Depth, double? Probability)>();
         for (int i = 0; i < stopped.Count; i++)
         {
             var (sequence, row, probability, _) = stopped[i];
             if (sequence.Request.RecordPositions)
             {
-                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, probability, floats[i]));
+                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, probability, floats[i].ToArray()));
             }
 
             if (sequence.IsLast(row.Position) && sequence.Finished is null)
@@ -208,7 +161,8 @@ public sealed class InferenceEngine : IDisposable
         }
 
         var sampled = new SampledToken[draws.Count];
-        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits));
+        // Sampling touches one sequence each, so it runs in parallel too.
+        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits.Span));
         var events = new List<(Sequence, TokenEvent)>(draws.Count);
         for (int i = 0; i < draws.Count; i++)
         {
@@ -298,7 +252,8 @@ public sealed class InferenceEngine : IDisposable
 
         var request = sequence.Request;
         FinishReason? finish = null;
-        if (!request.IgnoreEos && (Model.EosTokenIds.Contains(sample.TokenId) || request.StopTokenIds.Contains(sample.TokenId)))
+        // ignore_eos passes the EOS ids only; stop_token_ids still stop (vLLM's stop check).
+        if ((!request.IgnoreEos && Model.EosTokenIds.Contains(sample.TokenId)) || request.StopTokenIds.Contains(sample.TokenId))
         {
             finish = FinishReason.Stop;
         }

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TaH.Engine.Kv;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
 
@@ -26,7 +27,7 @@ public sealed record Inspection(
             IgnoreEos = true,
             RecordPositions = true,
         };
-        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
+        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = KvBudget.PoolFor(request, model.MaxDepth) });
         engine.PositionCompleted += (_, record) => records[record.Position] = record;
         foreach (var e in engine.Generate(request))
         {

@@ -35,7 +35,6 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
 {
     private readonly LinkedList<Sequence> _waiting = new();
     private readonly List<Sequence> _running = [];
-    private long _admissions;
 
     public int WaitingCount => _waiting.Count;
 
@@ -44,8 +43,6 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
     public long Preemptions { get; private set; }
 
     public long CachedPromptTokens { get; private set; }
-
-    public IEnumerable<Sequence> Running => _running;
 
     public void Enqueue(Sequence sequence) => _waiting.AddLast(sequence);
 
@@ -108,10 +105,7 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
             var (depth1, deeper) = options.PrefixCaching ? Lookup(sequence) : ([], []);
             int adopted = depth1.Length * cache.BlockSize;
             int tokens = Math.Min(sequence.Tokens.Count - adopted, budget);
-            int needed = depth1.Count(b => !cache.IsHeld(b))
-                + deeper.Sum(d => d.Blocks.Take(d.Count / cache.BlockSize).Count(b => !cache.IsHeld(b)))
-                + deeper.Count(d => d.Count % cache.BlockSize != 0)
-                + cache.BlocksFor(adopted + tokens) - depth1.Length;
+            int needed = cache.Budget.BlocksToAdmit(depth1, deeper, adopted + tokens, cache.IsHeld);
             if (needed > cache.FreeBlocks)
             {
                 break;
@@ -125,7 +119,6 @@ internal sealed class Scheduler(KvCache cache, EngineOptions options)
             }
 
             sequence.Status = SequenceStatus.Running;
-            sequence.AdmittedAt = ++_admissions;
             _running.Add(sequence);
             plan.Add(sequence, sequence.ScheduleRows(tokens));
             budget -= tokens;

@@ -61,12 +61,6 @@ public sealed class Sequence : IDisposable
     /// <summary>Times it was preempted (its blocks freed, to be recomputed).</summary>
     public int Preemptions { get; private set; }
 
-    /// <summary>KV blocks this sequence holds at <paramref name="depth"/>.</summary>
-    public int BlockCount(int depth) => depth <= Kv.MaxDepth ? Kv.BlockCount(depth) : 0;
-
-    /// <summary>Bytes of KV blocks this sequence holds at <paramref name="depth"/>.</summary>
-    public long KvBytes(int depth) => BlockCount(depth) * Kv.BytesPerBlock;
-
     /// <summary>Finished, and nothing left to run.</summary>
     public bool IsDone => Finished is not null && !HasWork;
 
@@ -76,9 +70,6 @@ public sealed class Sequence : IDisposable
 
     /// <summary>Which deeper entries this sequence's policy produces (null when it never iterates).</summary>
     internal string? PolicyKey { get; }
-
-    /// <summary>Order of admission, for preempting the newest first.</summary>
-    internal long AdmittedAt { get; set; }
 
     /// <summary>Positions whose depth-1 row has run.</summary>
     internal int Computed { get; private set; }
@@ -237,7 +228,6 @@ public sealed class Sequence : IDisposable
         var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, PolicyKey)
         {
             Status = Status,
-            AdmittedAt = AdmittedAt,
             Computed = Computed,
             CachedPromptTokens = CachedPromptTokens,
         };

@@ -26,8 +26,7 @@ public sealed class KvCache : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(blocks, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
-        BlockSize = blockSize;
-        TotalBlocks = blocks;
+        Budget = new KvBudget(blockSize, Math.Max(1, maxDepth), blocks);
         _layers = new LayerKv[layers];
         long slots = (long)blocks * blockSize;
         for (int i = 0; i < layers; i++)
@@ -48,9 +47,12 @@ public sealed class KvCache : IDisposable
         Prefixes = new PrefixCache(this);
     }
 
-    public int BlockSize { get; }
+    /// <summary>The pool's arithmetic: blocks per entries, per request, tokens that fit.</summary>
+    public KvBudget Budget { get; }
 
-    public int TotalBlocks { get; }
+    public int BlockSize => Budget.BlockSize;
+
+    public int TotalBlocks => Budget.TotalBlocks;
 
     /// <summary>Blocks that can be handed out now: never used, or cached but held by no sequence.</summary>
     public int FreeBlocks => _free.Count + _evictable.Count;
@@ -67,9 +69,6 @@ public sealed class KvCache : IDisposable
 
     /// <summary>Blocks held by sequences at <paramref name="depth"/> (shared blocks once).</summary>
     public int UsedBlocks(int depth) => depth <= _usedByDepth.Length ? _usedByDepth[depth - 1] : 0;
-
-    /// <summary>Blocks needed to hold <paramref name="entries"/> entries.</summary>
-    public int BlocksFor(int entries) => (entries + BlockSize - 1) / BlockSize;
 
     /// <summary>A fresh block for a table of <paramref name="depth"/>; the caller made sure one is free.</summary>
     internal int Allocate(int depth)

@@ -114,7 +114,7 @@ internal sealed class PrefixCache
         }
 
         RemoveDeep(key);
-        int used = _pool.BlocksFor(count);
+        int used = _pool.Budget.BlocksFor(count);
         var deep = new DeepPrefix(depth, count, [.. blocks.Take(used)], [.. blocks.Take(used).Select(_pool.Generation)], [.. positions.Take(count)]);
         _deep[key] = deep;
         (_deepByHash.TryGetValue(hash, out var sameHash) ? sameHash : _deepByHash[hash] = []).Add(key);

@@ -21,12 +21,8 @@ public sealed class SequenceKv : IDisposable
 
     public int MaxDepth => _depths.Length;
 
-    public long BytesPerBlock => _cache.BytesPerBlock;
-
     /// <summary>Entries stored at <paramref name="depth"/>.</summary>
     public int Count(int depth) => _depths[depth - 1].Count;
-
-    public int BlockCount(int depth) => _depths[depth - 1].Blocks.Count;
 
     public IReadOnlyList<int> Blocks(int depth) => _depths[depth - 1].Blocks;
 
@@ -36,7 +32,7 @@ public sealed class SequenceKv : IDisposable
     public int BlocksNeeded(int depth, int entries)
     {
         var table = _depths[depth - 1];
-        return _cache.BlocksFor(table.Count + entries) - table.Blocks.Count;
+        return _cache.Budget.BlocksFor(table.Count + entries) - table.Blocks.Count;
     }
 
     /// <summary>
@@ -65,7 +61,7 @@ public sealed class SequenceKv : IDisposable
     /// <summary>
     /// Starts this (empty) sequence from a cached prefix: shares its full blocks and copies the
     /// part-filled deeper block, so appending later never touches another sequence's entries.
-    /// Needs at most one free block per deeper depth (see <see cref="BlocksToAdopt"/>).
+    /// Needs one free block per deeper depth whose entries end part-way through a block.
     /// </summary>
     internal void Adopt(int[] depth1Blocks, DeepPrefix[] deeper, int length)
     {
@@ -97,8 +93,6 @@ public sealed class SequenceKv : IDisposable
             table.Positions.AddRange(deep.Positions);
         }
     }
-
-    internal int BlocksToAdopt(DeepPrefix[] deeper) => deeper.Count(d => d.Count % _cache.BlockSize != 0);
 
     /// <summary>A copy for a parallel sample (n &gt; 1): full blocks shared, part-filled ones copied.</summary>
     public SequenceKv Fork()

@@ -18,17 +18,16 @@ public sealed class IterationDecider : IDisposable
 
     private readonly Dictionary<string, Tensor> _weights;
     private readonly Dictionary<string, LinearWeight> _linears;
-    private readonly int[] _blockDims;
+    private readonly DeciderLayout _layout;
 
-    private IterationDecider(DeciderConfig config, Dictionary<string, Tensor> weights, Dictionary<string, LinearWeight> linears)
+    private IterationDecider(DeciderLayout layout, Dictionary<string, Tensor> weights, Dictionary<string, LinearWeight> linears)
     {
-        Config = config;
+        _layout = layout;
         _weights = weights;
         _linears = linears;
-        _blockDims = [.. config.HiddenDims, config.HiddenDims[^1]];
     }
 
-    public DeciderConfig Config { get; }
+    public DeciderConfig Config => _layout.Config;
 
     /// <summary>The threshold in force: the configured one, never the learned parameter.</summary>
     public double Threshold => Config.Threshold;
@@ -40,49 +39,11 @@ public sealed class IterationDecider : IDisposable
     /// </summary>
     public static IterationDecider Create(DeciderConfig config, IReadOnlyDictionary<string, Tensor> stateDict, string path, ModelOptions options)
     {
-        int h = config.HiddenStatesSize;
-        int layers = Math.Max(1, config.HiddenStatesLayerNums.Length);
-        int[] dims = [.. config.HiddenDims, config.HiddenDims[^1]];
-        var expected = new Dictionary<string, long[]>
-        {
-            ["logits_projection.weight"] = [h, config.TopK],
-            ["logits_projection.bias"] = [h],
-            ["combined_projection.weight"] = [config.HiddenDims[0], (h * layers) + h],
-            ["combined_projection.bias"] = [config.HiddenDims[0]],
-            ["backbone.input_projection.weight"] = [config.HiddenDims[0], config.HiddenDims[0]],
-            ["backbone.input_projection.bias"] = [config.HiddenDims[0]],
-            ["backbone.output_layer.0.weight"] = [dims[^1]],
-            ["backbone.output_layer.0.bias"] = [dims[^1]],
-            ["backbone.output_layer.1.weight"] = [1, dims[^1]],
-            ["backbone.output_layer.1.bias"] = [1],
-        };
-        if (config.NormalizeInput)
-        {
-            expected["layer_norm_hidden_states.weight"] = [h * layers];
-            expected["layer_norm_hidden_states.bias"] = [h * layers];
-        }
-
-        for (int j = 0; j < dims.Length - 1; j++)
-        {
-            int din = dims[j], dout = dims[j + 1], wide = din * config.ExpansionFactor;
-            string block = $"backbone.blocks.{j}";
-            expected[$"{block}.layer_norm.weight"] = [din];
-            expected[$"{block}.layer_norm.bias"] = [din];
-            expected[$"{block}.mlp.0.weight"] = [wide, din];
-            expected[$"{block}.mlp.0.bias"] = [wide];
-            expected[$"{block}.mlp.3.weight"] = [dout, wide];
-            expected[$"{block}.mlp.3.bias"] = [dout];
-            if (din != dout)
-            {
-                expected[$"{block}.dim_change.weight"] = [dout, din];
-                expected[$"{block}.dim_change.bias"] = [dout];
-            }
-        }
-
+        var layout = new DeciderLayout(config);
         var weights = new Dictionary<string, Tensor>();
         try
         {
-            foreach (var (name, shape) in expected)
+            foreach (var (name, shape, _) in layout.Parameters)
             {
                 if (!stateDict.TryGetValue(name, out var tensor))
                 {
@@ -120,7 +81,7 @@ public sealed class IterationDecider : IDisposable
             weights.Remove(name);
         }
 
-        return new IterationDecider(config, weights, linears);
+        return new IterationDecider(layout, weights, linears);
     }
 
     /// <summary>Memory the decider's parameters hold.</summary>
@@ -138,21 +99,20 @@ public sealed class IterationDecider : IDisposable
         var hidden = hiddenConcat;
         if (Config.NormalizeInput)
         {
-            hidden = LayerNorm(hidden, "layer_norm_hidden_states");
+            hidden = LayerNorm(hidden, DeciderLayout.LayerNormHiddenStates);
             v = v.softmax(-1);
         }
 
-        var x = Linear(cat([hidden, Linear(v, "logits_projection")], 1), "combined_projection");
-        x = Linear(x, "backbone.input_projection");
-        for (int j = 0; j < _blockDims.Length - 1; j++)
+        var x = Linear(cat([hidden, Linear(v, DeciderLayout.LogitsProjection)], 1), DeciderLayout.CombinedProjection);
+        x = Linear(x, DeciderLayout.InputProjection);
+        for (int j = 0; j < _layout.BlockCount; j++)
         {
-            string block = $"backbone.blocks.{j}";
-            var residual = _blockDims[j] != _blockDims[j + 1] ? Linear(x, $"{block}.dim_change") : x;
-            var inner = F.gelu(Linear(LayerNorm(x, $"{block}.layer_norm"), $"{block}.mlp.0"));
-            x = residual.add(Linear(inner, $"{block}.mlp.3"), PinnedScalars.One);
+            var residual = _layout.HasDimChange(j) ? Linear(x, DeciderLayout.BlockDimChange(j)) : x;
+            var inner = F.gelu(Linear(LayerNorm(x, DeciderLayout.BlockNorm(j)), DeciderLayout.BlockUp(j)));
+            x = residual.add(Linear(inner, DeciderLayout.BlockDown(j)), PinnedScalars.One);
         }
 
-        var logit = Linear(LayerNorm(x, "backbone.output_layer.0"), "backbone.output_layer.1");
+        var logit = Linear(LayerNorm(x, DeciderLayout.OutputNorm), DeciderLayout.OutputLinear);
         return logit.squeeze(-1).sigmoid().MoveToOuterDisposeScope();
     }
 

@@ -166,9 +166,6 @@ public sealed class Qwen3Model : IDisposable
     /// <summary><c>[rows, vocab]</c> logits of final hidden states.</summary>
     internal Tensor Logits(Tensor hidden) => LmHead.Forward(hidden, null);
 
-    /// <summary>Qwen3RMSNorm: normalise in fp32, scale by the weight.</summary>
-    internal static Tensor RmsNorm(Tensor x, Tensor weight, double eps) => TorchFusedOps.Instance.RmsNorm(x, weight, eps);
-
     public void Dispose()
     {
         foreach (var layer in Layers)

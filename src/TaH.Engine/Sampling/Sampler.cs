@@ -23,16 +23,16 @@ public sealed class Sampler
     private readonly Xoshiro256StarStar _rng;
     private readonly HashSet<int> _promptTokens;
     private readonly Dictionary<int, int> _outputCounts = [];
+    // Vocabulary-sized work buffers, the calling thread's (see Scratch), taken at the start of each call.
     private float[] _logits = [];
     private float[] _weights = [];
     private int[] _candidates = [];
 
-    /// <param name="parameters">Validated here; throws <see cref="ArgumentException"/> if out of range.</param>
+    /// <param name="parameters">In range (the engine's AdmissionGate validates them once, per request).</param>
     /// <param name="promptTokenIds">The prompt, for the repetition penalty.</param>
     public Sampler(SamplingParams parameters, ReadOnlySpan<int> promptTokenIds)
     {
         ArgumentNullException.ThrowIfNull(parameters);
-        parameters.Validate();
         Parameters = parameters;
         Seed = parameters.Seed ?? RandomSeed();
         _rng = new Xoshiro256StarStar(unchecked((ulong)Seed));
@@ -132,12 +132,7 @@ public sealed class Sampler
             throw new ArgumentException("The logits are empty.", nameof(logits));
         }
 
-        if (_logits.Length != logits.Length)
-        {
-            _logits = new float[logits.Length];
-            _weights = new float[logits.Length];
-            _candidates = new int[logits.Length];
-        }
+        (_logits, _weights, _candidates) = Scratch.For(logits.Length);
 
         var logNormalizer = LogSumExp(logits, _weights);
 
@@ -412,5 +407,26 @@ public sealed class Sampler
         Span<byte> bytes = stackalloc byte[8];
         RandomNumberGenerator.Fill(bytes);
         return BinaryPrimitives.ReadInt64LittleEndian(bytes);
+    }
+
+    /// <summary>
+    /// Work buffers per thread, reused by every sampler that runs on it: one sampler each would
+    /// allocate three vocabulary-sized arrays per request, large objects that only a full
+    /// collection frees. A sampler runs on one thread at a time and uses them within one call.
+    /// </summary>
+    private static class Scratch
+    {
+        [ThreadStatic]
+        private static (float[] Logits, float[] Weights, int[] Candidates) _buffers;
+
+        public static (float[] Logits, float[] Weights, int[] Candidates) For(int vocab)
+        {
+            if (_buffers.Logits is null || _buffers.Logits.Length != vocab)
+            {
+                _buffers = (new float[vocab], new float[vocab], new int[vocab]);
+            }
+
+            return _buffers;
+        }
     }
 }

@@ -1,8 +1,8 @@
 namespace TaH.Engine.Sampling;
 
 /// <summary>
-/// The user-facing sampling knobs of one request, with OpenAI/vLLM meanings. Immutable; call
-/// <see cref="Validate"/> before use (the <see cref="Sampler"/> constructor does).
+/// The user-facing sampling knobs of one request, with OpenAI/vLLM meanings. Immutable; the
+/// engine's AdmissionGate calls <see cref="Validate"/> once before a request runs.
 /// </summary>
 public sealed record SamplingParams
 {

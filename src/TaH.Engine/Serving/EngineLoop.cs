@@ -84,25 +84,24 @@ public sealed class EngineLoop : IDisposable
     public EngineSnapshot Snapshot => _snapshot;
 
     /// <summary>
-    /// Queues a request and returns its token stream (see <see cref="SubmitGroup"/> for n &gt; 1).
-    /// Throws <see cref="ArgumentException"/> for a request the model cannot run,
+    /// Admits a request (<see cref="AdmissionGate"/>), queues it and returns its token stream (see
+    /// <see cref="SubmitGroup(AdmittedRequest, IReadOnlyList{CancellationToken})"/> for n &gt; 1).
+    /// Throws <see cref="InvalidRequestException"/> for a request the model cannot run,
     /// <see cref="EngineOverloadedException"/> when the queue is full and
     /// <see cref="EngineStoppingException"/> during shutdown. Cancelling
     /// <paramref name="cancellationToken"/> (a client that went away) stops it and frees its blocks.
     /// </summary>
     public RequestStream Submit(GenerationRequest request, CancellationToken cancellationToken = default) =>
-        SubmitGroup(request with { N = 1 }, cancellationToken)[0];
-
-    /// <summary>Queues a request with <see cref="GenerationRequest.N"/> parallel samples sharing its prompt blocks.</summary>
-    public IReadOnlyList<RequestStream> SubmitGroup(GenerationRequest request, CancellationToken cancellationToken = default) =>
-        SubmitGroup(request, Enumerable.Repeat(cancellationToken, request.N).ToArray());
+        SubmitGroup(_engine.Admission.Admit(request with { N = 1 }), [cancellationToken])[0];
 
     /// <summary>
-    /// As <see cref="SubmitGroup(GenerationRequest, CancellationToken)"/>, with one cancellation
-    /// token per sample, so one sample can end (a stop string) while the others go on.
+    /// Queues an admitted request with <see cref="GenerationRequest.N"/> parallel samples sharing
+    /// its prompt blocks, with one cancellation token per sample, so one sample can end (a stop
+    /// string) while the others go on.
     /// </summary>
-    public IReadOnlyList<RequestStream> SubmitGroup(GenerationRequest request, IReadOnlyList<CancellationToken> cancellations)
+    public IReadOnlyList<RequestStream> SubmitGroup(AdmittedRequest admitted, IReadOnlyList<CancellationToken> cancellations)
     {
+        var request = admitted.Request;
         if (cancellations.Count != request.N)
         {
             throw new ArgumentException($"one cancellation token per sample: {request.N} expected, {cancellations.Count} given", nameof(cancellations));
@@ -113,17 +112,11 @@ public sealed class EngineLoop : IDisposable
             throw new EngineStoppingException("the server is shutting down");
         }
 
-        _engine.Validate(request);
-        int blocks = EngineOptions.BlocksFor(request, _engine.Model.MaxDepth, _engine.Cache.BlockSize);
-        if (blocks > _engine.Cache.TotalBlocks)
-        {
-            throw new ArgumentException(
-                $"the request may need {blocks} KV blocks (prompt {request.PromptTokens.Count} + max_tokens {request.MaxTokens} at {_engine.Model.MaxDepth} depths, n={request.N}), " +
-                $"more than the pool's {_engine.Cache.TotalBlocks}; lower max_tokens",
-                nameof(request));
-        }
-
-        if (Interlocked.Increment(ref _queued) + _snapshot.Waiting > _options.MaxWaiting)
+        // Requests that will start at once, in a free running slot, are not waiting: only what is
+        // left over counts against the queue's bound.
+        var snapshot = _snapshot;
+        int freeSlots = Math.Max(0, _engine.Options.MaxRunning - snapshot.Running);
+        if (Interlocked.Increment(ref _queued) + snapshot.Waiting > _options.MaxWaiting + freeSlots)
         {
             Interlocked.Decrement(ref _queued);
             throw new EngineOverloadedException($"the queue is full ({_options.MaxWaiting} requests waiting); retry later");
@@ -138,7 +131,7 @@ public sealed class EngineLoop : IDisposable
                 return; // cancelled before it reached the engine
             }
 
-            var sequence = _engine.Add(request);
+            var sequence = _engine.Add(admitted);
             streams[0].Sequence = sequence;
             _bySequence[sequence] = streams[0];
             if (streams.Length > 1)

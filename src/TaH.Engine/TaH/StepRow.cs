@@ -92,8 +92,6 @@ public sealed class StepRowResult : IDisposable
     /// <summary>The position's final logits <c>[vocab]</c> (sum over its depths), when it stopped and they were wanted.</summary>
     public torch.Tensor? FinalLogits { get; init; }
 
-    public bool Continues => Next is not null;
-
     public void Dispose()
     {
         FinalLogits?.Dispose();

@@ -45,6 +45,9 @@ public sealed class TaHModel : IDisposable
 
     public Qwen3Config Config => Base.Config;
 
+    /// <summary>Memory the weights hold: base, head and decider.</summary>
+    public long WeightBytes => Base.WeightBytes + (Decider?.Bytes ?? 0);
+
     /// <summary>Stop ids: generation_config.json's, else config.json's.</summary>
     public IReadOnlyList<int> EosTokenIds => Generation.EosTokenIds.Length > 0 ? Generation.EosTokenIds : Config.EosTokenIds;
 

@@ -11,6 +11,9 @@ namespace TaH.Engine.Tokenization;
 /// </summary>
 public abstract class ChatTemplate
 {
+    // What closes a message: both families are ChatML.
+    private const string EndOfTurn = "<|im_end|>";
+
     private static readonly string[] Roles = ["system", "user", "assistant", "tool"];
 
     /// <summary>The names <see cref="ForFamily"/> accepts.</summary>
@@ -30,6 +33,33 @@ public abstract class ChatTemplate
         IReadOnlyList<JsonNode>? tools = null,
         bool addGenerationPrompt = false,
         bool? enableThinking = null);
+
+    /// <summary>
+    /// Renders the conversation with its final message, an assistant one, left open: the model
+    /// continues that text (vLLM's <c>continue_final_message</c>). Throws
+    /// <see cref="ArgumentException"/> when the last message is not the assistant's, or the
+    /// template does not end it with its text and the end-of-turn marker.
+    /// </summary>
+    public string RenderContinuingFinal(
+        IReadOnlyList<ChatMessage> messages,
+        IReadOnlyList<JsonNode>? tools = null,
+        bool? enableThinking = null)
+    {
+        ArgumentNullException.ThrowIfNull(messages);
+        if (messages.Count == 0 || messages[^1]?.Role != "assistant")
+        {
+            throw new ArgumentException("continuing the final message needs the last message to be an assistant message", nameof(messages));
+        }
+
+        string rendered = Render(messages, tools, addGenerationPrompt: false, enableThinking);
+        int end = rendered.LastIndexOf(EndOfTurn, StringComparison.Ordinal);
+        if (end < 0 || !rendered.AsSpan(0, end).EndsWith(messages[^1].Content ?? string.Empty, StringComparison.Ordinal))
+        {
+            throw new ArgumentException("the final assistant message cannot be continued with this chat template", nameof(messages));
+        }
+
+        return rendered[..end];
+    }
 
     /// <summary>A template family by name ("qwen3", "chatml"; case-insensitive).</summary>
     public static ChatTemplate ForFamily(string family)

@@ -1,7 +1,6 @@
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Microsoft.AspNetCore.Http;
 
 namespace TaH.Server.Api;
 
@@ -22,52 +21,6 @@ public static class ApiJson
 
     public static string Serialize<T>(T value) => JsonSerializer.Serialize(value, Options);
 
-    /// <summary>
-    /// Reads the body as <typeparamref name="T"/>. Malformed JSON, a body of the wrong shape or a
-    /// field of the wrong type become a 400 naming the problem; a body over the size limit a 413.
-    /// </summary>
-    public static async Task<T> ReadBodyAsync<T>(HttpContext context)
-        where T : class
-    {
-        JsonDocument document;
-        try
-        {
-            document = await JsonDocument.ParseAsync(context.Request.Body, default, context.RequestAborted);
-        }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
-        {
-            throw new ApiException(StatusCodes.Status413PayloadTooLarge,
-                $"The request body is larger than this server's limit of {context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize} bytes.",
-                "invalid_request_error", null, "request_too_large");
-        }
-        catch (JsonException e)
-        {
-            throw ApiException.BadRequest($"The request body is not valid JSON: {Describe(e)}", null, "invalid_json");
-        }
-
-        using (document)
-        {
-            if (document.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                throw ApiException.BadRequest($"The request body must be a JSON object, not {Kind(document.RootElement.ValueKind)}.", null, "invalid_json");
-            }
-
-            try
-            {
-                return document.RootElement.Deserialize<T>(Options)
-                    ?? throw ApiException.BadRequest("The request body is empty.", null, "invalid_json");
-            }
-            catch (JsonException e)
-            {
-                var param = ParamFromPath(e.Path);
-                throw ApiException.BadRequest(
-                    param is null ? $"The request body has a value of the wrong type: {Describe(e)}" : $"'{param}' has the wrong type: {Expected(e)}.",
-                    param,
-                    "invalid_type");
-            }
-        }
-    }
-
     /// <summary>"$.messages[0].content" → "messages[0].content".</summary>
     internal static string? ParamFromPath(string? path) =>
         string.IsNullOrEmpty(path) || path == "$" ? null : path.StartsWith("$.", StringComparison.Ordinal) ? path[2..] : path.TrimStart('$');
@@ -85,7 +38,7 @@ public static class ApiJson
         };
 
     // The serializer's message names a .NET type and the path; a client wants the JSON type.
-    private static string Expected(JsonException e)
+    internal static string Expected(JsonException e)
     {
         var message = e.Message;
         string? type = null;
@@ -110,7 +63,7 @@ public static class ApiJson
         };
     }
 
-    private static string Describe(JsonException e)
+    internal static string Describe(JsonException e)
     {
         var message = e.Message;
         foreach (var marker in new[] { " Path:", " LineNumber:" })

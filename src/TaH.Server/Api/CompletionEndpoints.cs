@@ -4,6 +4,8 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Logging;
 using TaH.Engine.Serving;
+using TaH.Server.Api.Planning;
+using TaH.Server.Api.Reading;
 using TaH.Server.Hosting;
 using TaH.Server.Output;
 
@@ -17,7 +19,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
 {
     public async Task ChatAsync(HttpContext context)
     {
-        var body = await ApiJson.ReadBodyAsync<ChatCompletionRequest>(context);
+        var body = await RequestBody.ReadAsync<ChatCompletionRequest>(context);
         var loop = host.RequireReady();
         var plan = planner.PlanChat(body);
         await RunAsync(context, loop, plan, "chat.completions", "chatcmpl-", WriteChatStreamAsync, WriteChatResponseAsync);
@@ -25,7 +27,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
 
     public async Task CompletionAsync(HttpContext context)
     {
-        var body = await ApiJson.ReadBodyAsync<CompletionRequest>(context);
+        var body = await RequestBody.ReadAsync<CompletionRequest>(context);
         var loop = host.RequireReady();
         var plan = planner.PlanCompletion(body);
         await RunAsync(context, loop, plan, "completions", "cmpl-", WriteCompletionStreamAsync, WriteCompletionResponseAsync);
@@ -59,7 +61,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         catch (EngineStoppingException e) when (!context.Response.HasStarted)
         {
             outcome = "shutdown";
-            throw ApiException.Unavailable(e.Message, "server_shutting_down");
+            throw ApiException.Unavailable(e.Message, "server_shutting_down", 5);
         }
         finally
         {
@@ -168,7 +170,7 @@ public sealed class CompletionEndpoints(ModelHost host, RequestPlanner planner, 
         }
         catch (EngineStoppingException e)
         {
-            await Sse.WriteErrorAsync(context, ApiException.Unavailable(e.Message, "server_shutting_down"), ct);
+            await Sse.WriteErrorAsync(context, ApiException.Unavailable(e.Message, "server_shutting_down", 5), ct);
             await Sse.DoneAsync(context, ct);
             return;
         }

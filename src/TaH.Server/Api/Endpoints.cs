@@ -31,13 +31,28 @@ public static class Endpoints
             .WithName("ListModels")
             .Produces<ModelList>(200);
         v1.MapGet("/models/{id}", (string id, ModelHost host) =>
-                id == host.ServedModelName ? Results.Json(Card(host), ApiJson.Options)
-                : Results.Json(new ApiException(404, $"The model '{id}' does not exist; this server serves '{host.ServedModelName}'.", "invalid_request_error", "model", "model_not_found").ToResponse(), ApiJson.Options, statusCode: 404))
+            {
+                host.RequireModel(id);
+                return Results.Json(Card(host), ApiJson.Options);
+            })
             .WithName("RetrieveModel")
             .Produces<ModelCard>(200)
             .Produces<ErrorResponse>(404);
         v1.MapFallback(context => throw new ApiException(404, $"There is no endpoint {context.Request.Method} {context.Request.Path}.", "invalid_request_error", null, "not_found"))
             .ExcludeFromDescription();
+
+        app.MapPost("/tokenize", (HttpContext context, UtilityEndpoints endpoints) => endpoints.TokenizeAsync(context))
+            .WithTags("vLLM").WithName("Tokenize")
+            .WithSummary("Token ids of a prompt, or of chat messages as the chat template renders them.")
+            .WithMetadata(new JsonBodyMetadata(typeof(TokenizeRequest)))
+            .Produces<TokenizeResponse>(200).ProducesErrors();
+        app.MapPost("/detokenize", (HttpContext context, UtilityEndpoints endpoints) => endpoints.DetokenizeAsync(context))
+            .WithTags("vLLM").WithName("Detokenize")
+            .WithSummary("The text of token ids.")
+            .WithMetadata(new JsonBodyMetadata(typeof(DetokenizeRequest)))
+            .Produces<DetokenizeResponse>(200).ProducesErrors();
+        app.MapGet("/version", () => Results.Json(UtilityEndpoints.Version, ApiJson.Options))
+            .WithTags("vLLM").WithName("Version").Produces<VersionInfo>(200);
 
         app.MapGet("/health", (ModelHost host) => Results.Json(new HealthStatus("ok", host.ServedModelName), ApiJson.Options))
             .WithTags("Probes").WithSummary("Liveness: the process answers.").Produces<HealthStatus>(200);
@@ -50,17 +65,15 @@ public static class Endpoints
     }
 
     private static RouteHandlerBuilder ProducesErrors(this RouteHandlerBuilder builder) =>
-        builder.Produces<ErrorResponse>(400).Produces<ErrorResponse>(401).Produces<ErrorResponse>(413)
-            .Produces<ErrorResponse>(429).Produces<ErrorResponse>(503);
+        builder.Produces<ErrorResponse>(400).Produces<ErrorResponse>(401).Produces<ErrorResponse>(404).Produces<ErrorResponse>(413)
+            .Produces<ErrorResponse>(415).Produces<ErrorResponse>(429).Produces<ErrorResponse>(503);
 
     private static ModelCard Card(ModelHost host)
     {
-        var loop = host.RequireReady();
+        host.RequireReady();
         var model = host.Model;
-        var policies = new[] { IterationPolicy.Decider, IterationPolicy.Never, IterationPolicy.Always }
-            .Where(p => model.Supports(p) is null).Select(p => p.ToString()).ToList();
-        return new ModelCard(host.ServedModelName, host.Created.ToUnixTimeSeconds(), "tah", model.Directory, loop.Engine.MaxModelLength,
-            new TaHModelInfo(model.MaxDepth, model.Decider is not null, model.Decider?.Threshold, policies, host.DefaultPolicy.ToString(), model.Config.VocabSize));
+        return new ModelCard(host.ServedModelName, host.Created.ToUnixTimeSeconds(), "tah", model.Directory, model.MaxModelLength,
+            new TaHModelInfo(model.MaxDepth, model.HasDecider, model.DeciderThreshold, [.. model.Policies.Select(p => new IterationPolicy(p).ToString())], host.DefaultPolicy.ToString(), model.VocabSize));
     }
 
     private static readonly Lazy<string> Playground = new(() =>

@@ -79,6 +79,11 @@ public sealed class ErrorHandlingMiddleware(RequestDelegate next, ILogger<ErrorH
             context.Response.Headers.WWWAuthenticate = "Bearer";
         }
 
+        if (e.RetryAfterSeconds is { } seconds)
+        {
+            context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+
         await context.Response.WriteAsync(ApiJson.Serialize(e.ToResponse()));
     }
 }

@@ -37,10 +37,8 @@ public sealed class GenerationSession : IAsyncDisposable
         }
     }
 
-    public int CompletionTokens => _choices.Sum(c => c.Processor.Depths.Tokens);
-
     /// <summary>
-    /// Submits every choice. Refusals become API errors: 400 for a request the engine cannot run,
+    /// Submits every choice (the plan's requests are admitted already). Refusals become API errors:
     /// 429 when the queue is full, 503 while draining. Choices submitted before a refusal are cancelled.
     /// </summary>
     public static GenerationSession Start(EngineLoop loop, TextTokenizer tokenizer, GenerationPlan plan, CancellationToken aborted)
@@ -83,8 +81,7 @@ public sealed class GenerationSession : IAsyncDisposable
             throw e switch
             {
                 EngineOverloadedException => ApiException.Overloaded(e.Message),
-                EngineStoppingException => ApiException.Unavailable("The server is shutting down; retry on another instance.", "server_shutting_down"),
-                ArgumentException a => ApiException.BadRequest(a.ParamName is { } p ? a.Message.Replace($" (Parameter '{p}')", "", StringComparison.Ordinal) : a.Message),
+                EngineStoppingException => ApiException.ShuttingDown(),
                 _ => e,
             };
         }

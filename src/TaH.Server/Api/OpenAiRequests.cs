@@ -4,7 +4,7 @@ namespace TaH.Server.Api;
 
 // The request bodies, as OpenAI and vLLM name their fields (snake_case on the wire). Fields that
 // take several JSON shapes (content, stop, prompt, tool_choice) stay JsonElement and are checked
-// by the mappers, which name the offending parameter.
+// by the readers (Api/Reading), which name the offending parameter.
 
 /// <summary>What chat and text completions share: the model, sampling, stopping, streaming and TaH.</summary>
 public abstract record GenerationRequestBody
@@ -54,7 +54,7 @@ public abstract record GenerationRequestBody
 /// <summary>POST /v1/chat/completions.</summary>
 public sealed record ChatCompletionRequest : GenerationRequestBody
 {
-    public IReadOnlyList<ChatMessageParam>? Messages { get; init; }
+    public IReadOnlyList<ChatMessageParam?>? Messages { get; init; }
 
     public int? MaxCompletionTokens { get; init; }
 
@@ -95,7 +95,7 @@ public sealed record ChatMessageParam
 
     public string? Name { get; init; }
 
-    public IReadOnlyList<ToolCallParam>? ToolCalls { get; init; }
+    public IReadOnlyList<ToolCallParam?>? ToolCalls { get; init; }
 
     public string? ToolCallId { get; init; }
 
@@ -154,4 +154,39 @@ public sealed record CompletionRequest : GenerationRequestBody
     public bool? Echo { get; init; }
 
     public string? Suffix { get; init; }
+}
+
+/// <summary>
+/// vLLM's POST /tokenize: a text <c>prompt</c>, or chat <c>messages</c> rendered by the chat
+/// template as a chat completion would render them.
+/// </summary>
+public sealed record TokenizeRequest
+{
+    public string? Model { get; init; }
+
+    public string? Prompt { get; init; }
+
+    public IReadOnlyList<ChatMessageParam?>? Messages { get; init; }
+
+    /// <summary>Accepted as vLLM does; the supported tokenizers (Qwen3, ChatML byte-level BPE) add no special tokens.</summary>
+    public bool? AddSpecialTokens { get; init; }
+
+    public bool? AddGenerationPrompt { get; init; }
+
+    public bool? ContinueFinalMessage { get; init; }
+
+    public Dictionary<string, JsonElement>? ChatTemplateKwargs { get; init; }
+
+    public IReadOnlyList<JsonElement>? Tools { get; init; }
+
+    /// <summary>Also return each token as tokenizer.json spells it.</summary>
+    public bool? ReturnTokenStrs { get; init; }
+}
+
+/// <summary>vLLM's POST /detokenize.</summary>
+public sealed record DetokenizeRequest
+{
+    public string? Model { get; init; }
+
+    public IReadOnlyList<int>? Tokens { get; init; }
 }

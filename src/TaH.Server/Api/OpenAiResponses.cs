@@ -132,3 +132,16 @@ public sealed record ErrorBody(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.Never)] string? Code);
 
 public sealed record HealthStatus(string Status, string Model);
+
+/// <summary>vLLM's /tokenize answer: the tokens, their count and the context they must fit.</summary>
+public sealed record TokenizeResponse(
+    int Count,
+    int MaxModelLen,
+    IReadOnlyList<int> Tokens,
+    IReadOnlyList<string>? TokenStrs);
+
+/// <summary>vLLM's /detokenize answer.</summary>
+public sealed record DetokenizeResponse(string Prompt);
+
+/// <summary>GET /version, as vLLM answers it.</summary>
+public sealed record VersionInfo(string Version);

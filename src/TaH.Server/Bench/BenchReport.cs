@@ -69,30 +69,39 @@ internal static class BenchReport
         }
     }
 
-    public static void WriteJson(string path, IReadOnlyList<BenchResult> results, object context)
+    /// <summary>Each cell's decode throughput with busy processes beside it, over the same cell idle.</summary>
+    public static IEnumerable<string> LoadRatios(IReadOnlyList<BenchResult> idle, IReadOnlyList<BenchResult> loaded) =>
+        idle.Zip(loaded, (i, l) => Invariant($"{i.Scenario.Policy} x{i.Scenario.Concurrency}: decode tokens/s loaded/idle = {l.DecodeTokensPerSecond:F1}/{i.DecodeTokensPerSecond:F1} = {l.DecodeTokensPerSecond / i.DecodeTokensPerSecond:P0}"));
+
+    public static void WriteJson(string path, IReadOnlyList<BenchResult> results, object context, IReadOnlyList<BenchResult>? loaded = null)
     {
         var document = new
         {
             context,
-            results = results.Select(r => new
-            {
-                policy = r.Scenario.Policy.ToString(),
-                concurrency = r.Scenario.Concurrency,
-                prompt_tokens = r.Scenario.PromptTokens,
-                decode_tokens = r.Scenario.DecodeTokens,
-                decode_tokens_per_second = r.DecodeTokensPerSecond,
-                ms_per_token = r.MsPerToken,
-                ttft_ms = new { p50 = r.TimeToFirstTokenP50, p90 = r.TimeToFirstTokenP90, p99 = r.TimeToFirstTokenP99 },
-                inter_token_ms = new { p50 = r.InterTokenP50, p90 = r.InterTokenP90, p99 = r.InterTokenP99 },
-                depth2_share = r.Depth2Share,
-                kv_bytes_depth1 = r.KvBytesDepth1,
-                kv_bytes_depth2 = r.KvBytesDepth2,
-                weight_kernel_share = r.KernelShare,
-            }),
+            results = Rows(results),
             ratios = Ratios(results),
+            loaded = loaded is null ? null : Rows(loaded),
+            loaded_over_idle = loaded is null ? null : LoadRatios(results, loaded),
         };
         File.WriteAllText(path, JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
     }
+
+    private static IEnumerable<object> Rows(IReadOnlyList<BenchResult> results) =>
+        results.Select(r => new
+        {
+            policy = r.Scenario.Policy.ToString(),
+            concurrency = r.Scenario.Concurrency,
+            prompt_tokens = r.Scenario.PromptTokens,
+            decode_tokens = r.Scenario.DecodeTokens,
+            decode_tokens_per_second = r.DecodeTokensPerSecond,
+            ms_per_token = r.MsPerToken,
+            ttft_ms = new { p50 = r.TimeToFirstTokenP50, p90 = r.TimeToFirstTokenP90, p99 = r.TimeToFirstTokenP99 },
+            inter_token_ms = new { p50 = r.InterTokenP50, p90 = r.InterTokenP90, p99 = r.InterTokenP99 },
+            depth2_share = r.Depth2Share,
+            kv_bytes_depth1 = r.KvBytesDepth1,
+            kv_bytes_depth2 = r.KvBytesDepth2,
+            weight_kernel_share = r.KernelShare,
+        });
 
     private static double Mib(long bytes) => bytes / (1024.0 * 1024.0);
 

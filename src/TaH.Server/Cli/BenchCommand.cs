@@ -31,10 +31,15 @@ internal static class BenchCommand
         var json = new Option<string?>("--json") { Description = "also write the results as JSON to this file" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
+        var busy = new Option<int>("--busy-processes")
+        {
+            Description = "also run every cell with this many busy-loop processes beside it, and report loaded/idle decode tokens/s",
+            DefaultValueFactory = _ => 0,
+        };
         var weights = CommonOptions.Weights();
         var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url)")
         {
-            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, weights,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, weights, busy,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -93,11 +98,13 @@ internal static class BenchCommand
                     layers = tah.Config.NumHiddenLayers,
                     hidden = tah.Config.HiddenSize,
                     weights = tah.Base.Weights.Name(),
-                    weight_bytes = tah.Base.WeightBytes + (tah.Decider?.Bytes ?? 0),
+                    weight_bytes = tah.WeightBytes,
                     cpu_isa = TaH.Kernels.Cpu.CpuIsas.Best.ToString().ToLowerInvariant(),
                     cpu_pool_threads = TaH.Kernels.Cpu.CpuWorkerPool.Shared.Threads,
                     kv_blocks = blocks,
                     torch_threads = TorchSharp.torch.get_num_threads(),
+                    omp_wait_policy = Environment.GetEnvironmentVariable(TaH.Engine.Serving.ThreadPolicy.OmpWaitPolicy),
+                    gomp_spincount = Environment.GetEnvironmentVariable("GOMP_SPINCOUNT"),
                     decider_threshold = chosenThreshold,
                     decider_rate = result.GetValue(target),
                     rounds = result.GetValue(rounds),
@@ -115,24 +122,44 @@ internal static class BenchCommand
                     .ToArray();
                 run(new BenchScenario(chosen[0], 1, prompt, 8), -1); // warm-up: allocator, caches, connections
                 var scenarios = levels.SelectMany(c => chosen.Select(p => new BenchScenario(p, c, prompt, decode))).ToList();
-                int total = scenarios.Count * result.GetValue(rounds), done = 0;
+                int busyProcesses = result.GetValue(busy);
+                int total = scenarios.Count * result.GetValue(rounds) * (busyProcesses > 0 ? 2 : 1), done = 0;
                 var runs = scenarios.ToDictionary(s => s, _ => new List<BenchResult>());
+                var loadedRuns = scenarios.ToDictionary(s => s, _ => new List<BenchResult>());
                 for (int round = 0; round < result.GetValue(rounds); round++)
                 {
                     foreach (var scenario in scenarios)
                     {
-                        Progress(done, total, scenario);
-                        runs[scenario].Add(run(scenario, result.GetValue(seed) + (round * 1000)));
-                        done++;
+                        int runSeed = result.GetValue(seed) + (round * 1000);
+                        Progress(done++, total, scenario);
+                        runs[scenario].Add(run(scenario, runSeed));
+                        if (busyProcesses > 0)
+                        {
+                            // The same cell, side by side, with the busy loops beside it.
+                            Progress(done++, total, scenario);
+                            using var load = BusyLoad.Start(busyProcesses);
+                            loadedRuns[scenario].Add(run(scenario, runSeed));
+                        }
                     }
                 }
 
                 Progress(done, total, null);
                 var results = scenarios.Select(s => BenchResult.Median(runs[s])).ToList();
+                var loaded = busyProcesses > 0 ? scenarios.Select(s => BenchResult.Median(loadedRuns[s])).ToList() : null;
                 BenchReport.WriteTable(Console.Out, results);
+                if (loaded is not null)
+                {
+                    Console.Out.WriteLine($"with {busyProcesses} busy-loop process(es) beside it:");
+                    BenchReport.WriteTable(Console.Out, loaded);
+                    foreach (string line in BenchReport.LoadRatios(results, loaded))
+                    {
+                        Console.Out.WriteLine(line);
+                    }
+                }
+
                 if (result.GetValue(json) is { } path)
                 {
-                    BenchReport.WriteJson(path, results, context);
+                    BenchReport.WriteJson(path, results, context, loaded);
                 }
             }
 

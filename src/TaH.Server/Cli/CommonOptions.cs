@@ -62,7 +62,7 @@ internal static class CommonOptions
         var clock = Stopwatch.StartNew();
         var model = ModelLoader.Load(directory, options, Console.IsErrorRedirected ? null : p => (bar ??= new ProgressBar($"{name} weights", p.Total)).Update(p.Done));
         bar?.Done();
-        long bytes = model.Base.WeightBytes + (model.Decider?.Bytes ?? 0);
+        long bytes = model.WeightBytes;
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name} weights: {bytes / 1e6:F0} MB (base, head and decider), loaded in {clock.Elapsed.TotalSeconds:F1} s"));
         return model;
     }
@@ -97,20 +97,16 @@ internal sealed class SamplingOptions
         }
     }
 
-    public SamplingParams Read(ParseResult result, GenerationConfig defaults)
+    /// <summary>The flags, unset ones from the model's defaults; the engine checks their ranges when the request is added.</summary>
+    public SamplingParams Read(ParseResult result, GenerationConfig defaults) => new()
     {
-        var p = new SamplingParams
-        {
-            Temperature = result.GetValue(Greedy) ? 0f : result.GetValue(Temperature) ?? (float?)defaults.Temperature ?? 1f,
-            TopP = result.GetValue(TopP) ?? (float?)defaults.TopP ?? 1f,
-            TopK = result.GetValue(TopK) ?? defaults.TopK ?? 0,
-            MinP = result.GetValue(MinP) ?? (float?)defaults.MinP ?? 0f,
-            PresencePenalty = result.GetValue(PresencePenalty),
-            FrequencyPenalty = result.GetValue(FrequencyPenalty),
-            RepetitionPenalty = result.GetValue(RepetitionPenalty) ?? (float?)defaults.RepetitionPenalty ?? 1f,
-            Seed = result.GetValue(Seed),
-        };
-        p.Validate();
-        return p;
-    }
+        Temperature = result.GetValue(Greedy) ? 0f : result.GetValue(Temperature) ?? (float?)defaults.Temperature ?? 1f,
+        TopP = result.GetValue(TopP) ?? (float?)defaults.TopP ?? 1f,
+        TopK = result.GetValue(TopK) ?? defaults.TopK ?? 0,
+        MinP = result.GetValue(MinP) ?? (float?)defaults.MinP ?? 0f,
+        PresencePenalty = result.GetValue(PresencePenalty),
+        FrequencyPenalty = result.GetValue(FrequencyPenalty),
+        RepetitionPenalty = result.GetValue(RepetitionPenalty) ?? (float?)defaults.RepetitionPenalty ?? 1f,
+        Seed = result.GetValue(Seed),
+    };
 }

@@ -1,5 +1,5 @@
 using System.CommandLine;
-using TaH.Engine.Model;
+using TaH.Checkpoints.Writing;
 using TorchSharp;
 
 namespace TaH.Server.Cli;
@@ -9,9 +9,11 @@ internal static class CreateRandomCommand
 {
     public static Command Create()
     {
+        // Spelled out rather than read from ModelShape.Known: building the command line must not
+        // load the writers' assembly, which serving never needs (a test compares the two).
         var shape = new Option<string>("--shape")
         {
-            Description = string.Join(", ", ModelShape.Known.Select(s => s.Name)),
+            Description = "qwen3-0.6b, qwen3-1.7b, tiny, tiny-qwen3-vocab",
             DefaultValueFactory = _ => "qwen3-0.6b",
         };
         var output = new Option<string>("--out", "-o") { Description = "directory to write", Required = true };

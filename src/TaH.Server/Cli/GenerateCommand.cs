@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using TaH.Engine.Generation;
+using TaH.Engine.Kv;
 using TaH.Engine.Model;
 using TaH.Engine.Tokenization;
 
@@ -63,7 +64,7 @@ internal static class GenerateCommand
                 _ => !Console.IsOutputRedirected && Environment.GetEnvironmentVariable("NO_COLOR") is null,
             };
 
-            using var engine = new InferenceEngine(tah, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, tah.MaxDepth) });
+            using var engine = new InferenceEngine(tah, new EngineOptions { KvBlocks = KvBudget.PoolFor(request, tah.MaxDepth) });
             var detokenizer = tokenizer.CreateDetokenizer(skipSpecialTokens: true);
             var stdout = Console.Out;
             if (useColor)

@@ -19,6 +19,11 @@ internal static class ServeCommand
         var host = new Option<string?>("--host") { Description = "address to listen on (default 127.0.0.1; 0.0.0.0 for all)" };
         var port = new Option<int?>("--port") { Description = "port to listen on (default 8000; 0 picks a free one)" };
         var apiKey = new Option<string[]>("--api-key") { Description = "accepted bearer key (repeatable; the environment variable TAH_API_KEY adds one)", AllowMultipleArgumentsPerToken = false };
+        var allowedHosts = new Option<string[]>("--allowed-hosts")
+        {
+            Description = "Host header values to answer (repeatable or comma separated; '*.example.com', '*' for any). Default: the loopback names on a loopback address, any host otherwise",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var maxBody = new Option<long?>("--max-body-bytes") { Description = "largest request body (default 4 MiB)" };
         var grace = new Option<double?>("--shutdown-grace") { Description = "seconds in-flight requests may run on after SIGTERM (default 30)" };
         var maxWaiting = new Option<int?>("--max-waiting") { Description = "queued requests before 429 (default 256)" };
@@ -39,7 +44,7 @@ internal static class ServeCommand
 
         var command = new Command("serve", "serve a model over an OpenAI-compatible HTTP API (the default verb)")
         {
-            model, served, host, port, apiKey, maxBody, grace, maxWaiting, maxRunning, kvBlocks, blockSize, maxModelLen,
+            model, served, host, port, apiKey, allowedHosts, maxBody, grace, maxWaiting, maxRunning, kvBlocks, blockSize, maxModelLen,
             defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device, weights,
         };
         command.SetAction(result => CliAction.Run(() =>
@@ -78,6 +83,12 @@ internal static class ServeCommand
             for (int i = 0; i < keys.Length; i++)
             {
                 settings[$"{ServerOptions.Section}:{nameof(ServerOptions.ApiKeys)}:{i}"] = keys[i];
+            }
+
+            var hosts = result.GetValue(allowedHosts) ?? [];
+            for (int i = 0; i < hosts.Length; i++)
+            {
+                settings[$"{ServerOptions.Section}:{nameof(ServerOptions.AllowedHosts)}:{i}"] = hosts[i];
             }
 
             var app = ServerApp.Build(settings);

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Tokenization;
 
 namespace TaH.Server.Cli;

@@ -59,11 +59,16 @@ public sealed class ModelHost : IDisposable
     /// <summary>Test hook: awaited before loading, so tests can see the server while it loads.</summary>
     internal Func<Task>? BeforeLoad { get; set; }
 
-    public TaHModel Model => _model ?? throw NotReady();
+    /// <summary>The served model as the engine describes it: what the server plans and reports from.</summary>
+    public ServedModel Model => Engine.Served;
+
+    /// <summary>The engine's one check of a request.</summary>
+    public AdmissionGate Admission => Engine.Admission;
 
     public TextTokenizer Tokenizer => _tokenizer ?? throw NotReady();
 
-    public InferenceEngine Engine => _engine ?? throw NotReady();
+    /// <summary>The engine itself, for tests that look at its pool.</summary>
+    internal InferenceEngine Engine => _engine ?? throw NotReady();
 
     public EngineLoop Loop => _loop ?? throw NotReady();
 
@@ -82,27 +87,27 @@ public sealed class ModelHost : IDisposable
                 _logger.LogInformation("Loading {ModelDirectory}", _options.Model);
                 _model = ModelLoader.Load(_options.Model!, ModelOptions.Parse(_options.Device, _options.Weights));
                 _tokenizer = TextTokenizer.Load(_model.Directory, _options.ChatTemplate);
-                if (_model.Supports(DefaultPolicy) is { } problem)
-                {
-                    throw new ArgumentException($"--policy: {problem}");
-                }
-
                 _engine = new InferenceEngine(_model, new EngineOptions
                 {
                     KvBlocks = _options.KvBlocks,
                     BlockSize = _options.BlockSize,
                     MaxModelLength = _options.MaxModelLen,
                     MaxRunning = _options.MaxRunning,
+                    MaxSamples = _options.MaxN,
                 });
+                if (_engine.Served.Supports(DefaultPolicy) is { } problem)
+                {
+                    throw new ArgumentException($"--policy: {problem}");
+                }
+
                 _metrics = new TaHMetrics(_meters);
                 _loop = new EngineLoop(_engine, _metrics, new EngineLoopOptions { MaxWaiting = _options.MaxWaiting });
             });
             _state = ModelState.Ready;
             _logger.LogInformation(
                 "Serving {ServedModel}: {Layers} layers, {Weights} weights ({WeightMegabytes} MB), max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}",
-                ServedModelName, _model!.Config.NumHiddenLayers, _model.Base.Weights.Name(), (_model.Base.WeightBytes + (_model.Decider?.Bytes ?? 0)) / 1_000_000,
-                _model.MaxDepth, _model.Decider is null ? "none" : $"threshold {_model.Decider.Threshold}",
-                _engine!.MaxModelLength, _engine.Cache.TotalBlocks, DefaultPolicy);
+                ServedModelName, Model.Layers, Model.Weights.Name(), Model.WeightBytes / 1_000_000, Model.MaxDepth, Model.DeciderThreshold is { } t ? $"threshold {t}" : "none",
+                Model.MaxModelLength, Model.Kv.TotalBlocks, DefaultPolicy);
         }
         catch (Exception e)
         {
@@ -117,10 +122,19 @@ public sealed class ModelHost : IDisposable
         _state switch
         {
             ModelState.Ready => _loop!,
-            ModelState.Stopping => throw ApiException.Unavailable("The server is shutting down; retry on another instance.", "server_shutting_down"),
-            ModelState.Failed => throw ApiException.Unavailable($"The model failed to load: {LoadError}", "model_load_failed"),
-            _ => throw ApiException.Unavailable("The model is still loading; retry shortly (GET /ready says when).", "model_loading"),
+            ModelState.Stopping => throw ApiException.ShuttingDown(),
+            ModelState.Failed => throw ApiException.Unavailable($"The model failed to load: {LoadError}", "model_load_failed", 60),
+            _ => throw ApiException.Unavailable("The model is still loading; retry shortly (GET /ready says when).", "model_loading", 5),
         };
+
+    /// <summary>A 404 (model_not_found) unless a request names the served model or none.</summary>
+    public void RequireModel(string? requested)
+    {
+        if (requested is not null && requested != ServedModelName)
+        {
+            throw ApiException.ModelNotFound(requested, ServedModelName);
+        }
+    }
 
     internal void MarkStopping()
     {

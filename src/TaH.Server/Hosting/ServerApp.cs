@@ -14,6 +14,7 @@ using Serilog.Events;
 using Serilog.Formatting.Compact;
 using TaH.Engine.Serving;
 using TaH.Server.Api;
+using TaH.Server.Api.Planning;
 
 using TaH.Training;
 
@@ -47,23 +48,26 @@ public static class ServerApp
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxBodyBytes);
         builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = options.ShutdownGrace + TimeSpan.FromSeconds(10));
 
-        builder.Services.AddSerilog((services, log) =>
+        // One logger for the app, built here: the request log is handed it explicitly, since
+        // UseSerilogRequestLogging otherwise writes to the static Log.Logger, which this server
+        // leaves alone (so tests can run several servers) and which drops everything.
+        var log = new LoggerConfiguration()
+            .MinimumLevel.Information()
+            .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
+            .MinimumLevel.Override("Microsoft.Hosting.Lifetime", LogEventLevel.Information)
+            .Enrich.FromLogContext();
+        if (options.LogFormat == "json")
         {
-            log.MinimumLevel.Information()
-                .MinimumLevel.Override("Microsoft.AspNetCore", LogEventLevel.Warning)
-                .MinimumLevel.Override("Microsoft.Hosting.Lifetime", LogEventLevel.Information)
-                .Enrich.FromLogContext();
-            if (options.LogFormat == "json")
-            {
-                log.WriteTo.Console(new RenderedCompactJsonFormatter());
-            }
-            else
-            {
-                log.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}");
-            }
+            log.WriteTo.Console(new RenderedCompactJsonFormatter());
+        }
+        else
+        {
+            log.WriteTo.Console(outputTemplate: "[{Timestamp:HH:mm:ss} {Level:u3}] {Message:lj}{NewLine}{Exception}");
+        }
 
-            configureLogging?.Invoke(log);
-        }, preserveStaticLogger: true);
+        configureLogging?.Invoke(log);
+        var logger = log.CreateLogger();
+        builder.Services.AddSerilog(logger, dispose: true);
 
         var otel = builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService("tah-server"))
@@ -103,17 +107,23 @@ public static class ServerApp
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddSingleton<RequestPlanner>();
         builder.Services.AddSingleton<CompletionEndpoints>();
+        builder.Services.AddSingleton<UtilityEndpoints>();
         builder.Services.AddHostedService<EngineService>();
 
         var app = builder.Build();
-        app.UseMiddleware<ErrorHandlingMiddleware>();
+
+        // Outermost, so it sees the status every answer ends with (a 401, 415 or 429 included).
+        // It logs the method, path and status only: never a header, so never a key.
         app.UseSerilogRequestLogging(r =>
         {
+            r.Logger = logger;
             r.MessageTemplate = "HTTP {RequestMethod} {RequestPath} responded {StatusCode} in {Elapsed:0.0} ms";
             r.GetLevel = (context, _, error) => error is not null || context.Response.StatusCode >= 500 ? LogEventLevel.Error
-                : context.Request.Path.StartsWithSegments("/metrics") || context.Request.Path.StartsWithSegments("/health") ? LogEventLevel.Debug
+                : context.Request.Path.StartsWithSegments("/metrics") || context.Request.Path.StartsWithSegments("/health") || context.Request.Path.StartsWithSegments("/ready") ? LogEventLevel.Debug
                 : LogEventLevel.Information;
         });
+        app.UseMiddleware<ErrorHandlingMiddleware>();
+        app.UseMiddleware<AllowedHostsMiddleware>(options.EffectiveAllowedHosts);
         app.UseMiddleware<ApiKeyMiddleware>((IReadOnlyList<string>)options.ApiKeys);
         app.UseSwagger(s => s.RouteTemplate = "openapi/{documentName}.json");
         app.UseSwaggerUI(s =>

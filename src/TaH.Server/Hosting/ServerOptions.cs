@@ -22,6 +22,21 @@ public sealed class ServerOptions
     /// <summary>Accepted bearer keys; none means no authentication. The environment variable TAH_API_KEY adds one.</summary>
     public List<string> ApiKeys { get; set; } = [];
 
+    /// <summary>
+    /// Host header values this server answers (ASP.NET's AllowedHosts patterns: "example.com",
+    /// "*.example.com", "*"), so that a page whose name was rebound to this address cannot talk to
+    /// it. None set: the loopback names when listening on loopback, any host otherwise.
+    /// </summary>
+    public List<string> AllowedHosts { get; set; } = [];
+
+    /// <summary>The allowed hosts in force.</summary>
+    public IReadOnlyList<string> EffectiveAllowedHosts =>
+        AllowedHosts.Count > 0 ? [.. AllowedHosts.SelectMany(h => h.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))]
+        : System.Net.IPAddress.TryParse(Host, out var address) ? (System.Net.IPAddress.IsLoopback(address) ? LoopbackHosts : ["*"])
+        : Host.Equals("localhost", StringComparison.OrdinalIgnoreCase) ? LoopbackHosts : ["*"];
+
+    private static IReadOnlyList<string> LoopbackHosts { get; } = ["localhost", "127.0.0.1", "[::1]"];
+
     /// <summary>Largest request body, in bytes (413 beyond).</summary>
     public long MaxBodyBytes { get; set; } = 4 * 1024 * 1024;
 

@@ -13,10 +13,7 @@ public sealed record OutputDelta(
     string Reasoning,
     IReadOnlyList<ParsedToolCall> ToolCalls,
     IReadOnlyList<TokenEvent> Tokens,
-    string? FinishReason)
-{
-    public bool HasOutput => Content.Length > 0 || Reasoning.Length > 0 || ToolCalls.Count > 0;
-}
+    string? FinishReason);
 
 /// <summary>What a choice's output goes through, in order.</summary>
 public sealed record OutputOptions(IReadOnlyList<string> StopStrings, bool ParseReasoning, bool ParseToolCalls);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using TaH.Engine.Generation;
+using TaH.Engine.Kv;
 using TaH.Engine.Model;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -55,7 +56,7 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
         var results = new List<PolicyResult>();
         using (var model = ModelLoader.Load(modelDir, options))
         {
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.Base.Weights.Name()} weights: {(model.Base.WeightBytes + (model.Decider?.Bytes ?? 0)) / 1e6:F1} MB"));
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.Base.Weights.Name()} weights: {model.WeightBytes / 1e6:F1} MB"));
             foreach (var policy in new[] { IterationPolicy.Never, IterationPolicy.Always, IterationPolicy.Decider })
             {
                 var tally = new Tally(policy.ToString());
@@ -63,7 +64,7 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
                 {
                     var ids = tokenizer.Encode(tokenizer.ChatTemplate!.Render(prompt, addGenerationPrompt: true));
                     var request = new GenerationRequest { PromptTokens = ids, MaxTokens = gold.Length + 4, Policy = policy, Sampling = SamplingParams.Greedy };
-                    using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) });
+                    using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = KvBudget.PoolFor(request, model.MaxDepth) });
                     var events = engine.Generate(request).ToList();
                     var tokens = events.Select(e => e.Token).ToList();
                     string answer = tokenizer.Decode(tokens.Where(t => !model.EosTokenIds.Contains(t)).ToList(), skipSpecialTokens: true);

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
 using TaH.Engine.Config;
 using TorchSharp;
@@ -54,13 +55,12 @@ public static class TaHCheckpoint
         }
 
         var decider = new Dictionary<string, Parameter>();
-        foreach (var (name, shape, isNorm) in DeciderShapes(settings.Decider))
+        foreach (var p in new DeciderLayout(settings.Decider).Parameters)
         {
-            bool isBias = name.EndsWith(".bias", StringComparison.Ordinal);
-            decider[name] = new Parameter(
-                isNorm ? (isBias ? zeros(shape) : ones(shape))
-                : isBias ? zeros(shape)
-                : normal(0, Math.Sqrt(2.0 / shape[1]), shape, generator: generator));
+            decider[p.Name] = new Parameter(
+                p.IsBias ? zeros(p.Shape)
+                : p.IsNorm ? ones(p.Shape)
+                : normal(0, Math.Sqrt(2.0 / p.Shape[1]), p.Shape, generator: generator));
         }
 
         return new TrainableTaH(c, settings, plain.Base, lora, decider);
@@ -113,7 +113,7 @@ public static class TaHCheckpoint
         string deciderPath = Path.Combine(directory, "iter_decider.bin");
         var payload = TorchCheckpoint.Load(deciderPath) as PyDict ?? throw new CheckpointException(deciderPath, "expected a dict");
         var state = payload.TryGet<PyDict>("state_dict", out var sd) ? sd : throw new CheckpointException(deciderPath, "no state_dict");
-        foreach (var (name, shape, _) in DeciderShapes(decider))
+        foreach (var (name, shape, _) in new DeciderLayout(decider).Parameters)
         {
             var tensor = state.TryGet<Tensor>(name, out var t) ? t : throw new CheckpointException(deciderPath, $"decider parameter '{name}' is missing");
             deciderWeights[name] = new Parameter(tensor.to(ScalarType.Float32).reshape(shape));
@@ -244,7 +244,7 @@ public static class TaHCheckpoint
             // The payload of the reference's save_iter_decider: class, constructor arguments, state dict.
             var state = new PyDict(isOrderedDict: true);
             state["threshold"] = tensor((float)d.Threshold);
-            foreach (var (name, _, _) in DeciderShapes(d))
+            foreach (var (name, _, _) in new DeciderLayout(d).Parameters)
             {
                 state[name] = model.Decider[name].detach();
             }
@@ -267,7 +267,7 @@ public static class TaHCheckpoint
             payload["class"] = "MLPIterDecider";
             payload["state_dict"] = state;
             payload["init_args"] = initArgs;
-            TorchCheckpoint.Save(Path.Combine(directory, "iter_decider.bin"), payload);
+            TorchCheckpointWriter.Save(Path.Combine(directory, "iter_decider.bin"), payload);
             ((Tensor)state["threshold"]!).Dispose();
         }
     }
@@ -336,40 +336,6 @@ public static class TaHCheckpoint
         {
             yield return "lm_head.weight";
         }
-    }
-
-    /// <summary>The decider's state-dict entries and shapes (the reference's MLPIterDecider).</summary>
-    internal static IEnumerable<(string Name, long[] Shape, bool IsNorm)> DeciderShapes(DeciderConfig d)
-    {
-        int h = d.HiddenStatesSize, entries = Math.Max(1, d.HiddenStatesLayerNums.Length);
-        int[] dims = [.. d.HiddenDims, d.HiddenDims[^1]];
-        IEnumerable<(string, long[], bool)> Linear(string name, long inSize, long outSize) => [($"{name}.weight", [outSize, inSize], false), ($"{name}.bias", [outSize], false)];
-        IEnumerable<(string, long[], bool)> Norm(string name, long size) => [($"{name}.weight", [size], true), ($"{name}.bias", [size], true)];
-
-        var shapes = new List<(string, long[], bool)>();
-        if (d.NormalizeInput)
-        {
-            shapes.AddRange(Norm("layer_norm_hidden_states", (long)h * entries));
-        }
-
-        shapes.AddRange(Linear("logits_projection", d.TopK, h));
-        shapes.AddRange(Linear("combined_projection", ((long)h * entries) + h, dims[0]));
-        shapes.AddRange(Linear("backbone.input_projection", dims[0], dims[0]));
-        for (int j = 0; j < dims.Length - 1; j++)
-        {
-            string block = $"backbone.blocks.{j}";
-            shapes.AddRange(Norm($"{block}.layer_norm", dims[j]));
-            shapes.AddRange(Linear($"{block}.mlp.0", dims[j], (long)dims[j] * d.ExpansionFactor));
-            shapes.AddRange(Linear($"{block}.mlp.3", (long)dims[j] * d.ExpansionFactor, dims[j + 1]));
-            if (dims[j] != dims[j + 1])
-            {
-                shapes.AddRange(Linear($"{block}.dim_change", dims[j], dims[j + 1]));
-            }
-        }
-
-        shapes.AddRange(Norm("backbone.output_layer.0", dims[^1]));
-        shapes.AddRange(Linear("backbone.output_layer.1", dims[^1], 1));
-        return shapes;
     }
 
     internal static void WriteJson(string path, JsonNode node) =>

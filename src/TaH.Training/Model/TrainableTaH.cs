@@ -160,22 +160,21 @@ public sealed class TrainableTaH : IDisposable
         var v = first.Logits.topk(Math.Min(c.TopK, Config.VocabSize), dim: -1).values;
         if (c.NormalizeInput)
         {
-            hidden = LayerNorm(hidden, "layer_norm_hidden_states");
+            hidden = LayerNorm(hidden, DeciderLayout.LayerNormHiddenStates);
             v = v.softmax(-1);
         }
 
-        var x = Linear(cat([hidden, Linear(v, "logits_projection")], -1), "combined_projection");
-        x = Linear(x, "backbone.input_projection");
-        int[] dims = [.. c.HiddenDims, c.HiddenDims[^1]];
-        for (int j = 0; j < dims.Length - 1; j++)
+        var x = Linear(cat([hidden, Linear(v, DeciderLayout.LogitsProjection)], -1), DeciderLayout.CombinedProjection);
+        x = Linear(x, DeciderLayout.InputProjection);
+        var layout = new DeciderLayout(c);
+        for (int j = 0; j < layout.BlockCount; j++)
         {
-            string block = $"backbone.blocks.{j}";
-            var residual = dims[j] != dims[j + 1] ? Linear(x, $"{block}.dim_change") : x;
-            var inner = F.dropout(F.gelu(Linear(LayerNorm(x, $"{block}.layer_norm"), $"{block}.mlp.0")), p, IsTraining);
-            x = residual.add(F.dropout(Linear(inner, $"{block}.mlp.3"), p, IsTraining), PinnedScalars.One);
+            var residual = layout.HasDimChange(j) ? Linear(x, DeciderLayout.BlockDimChange(j)) : x;
+            var inner = F.dropout(F.gelu(Linear(LayerNorm(x, DeciderLayout.BlockNorm(j)), DeciderLayout.BlockUp(j))), p, IsTraining);
+            x = residual.add(F.dropout(Linear(inner, DeciderLayout.BlockDown(j)), p, IsTraining), PinnedScalars.One);
         }
 
-        return Linear(LayerNorm(x, "backbone.output_layer.0"), "backbone.output_layer.1").squeeze(-1);
+        return Linear(LayerNorm(x, DeciderLayout.OutputNorm), DeciderLayout.OutputLinear).squeeze(-1);
     }
 
     /// <summary>

@@ -6,8 +6,9 @@ namespace TaH.Engine.Tests.Batching;
 
 /// <summary>
 /// Batching must not change what a request gets: whatever the mix of prompt lengths, arrival
-/// times, chunking, preemption, prefix-cache hits and forks, greedy tokens equal those of the
-/// request run alone.
+/// times, chunking, preemption, prefix-cache hits and forks, tokens and their depths equal those
+/// of the request run alone. Logits may differ in the order of their sums only
+/// (<see cref="Fp32Tolerance.ReductionOrder"/>).
 /// </summary>
 public sealed class ContinuousBatchingTests : IDisposable
 {
@@ -89,7 +90,7 @@ public sealed class ContinuousBatchingTests : IDisposable
         using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = 64, BlockSize = 4, PrefixCaching = false });
         var random = new Random(3);
         var sequences = Enumerable.Range(0, 4)
-            .Select(_ => engine.Add(BatchRunner.Request(Prompt(random, 30), 100, IterationPolicy.Always)))
+            .Select(_ => engine.Add(BatchRunner.Request(Prompt(random, 30), 80, IterationPolicy.Always)))
             .ToList();
         for (int i = 0; i < 6; i++)
         {
@@ -122,11 +123,11 @@ public sealed class ContinuousBatchingTests : IDisposable
         var again = first;
 
         using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = 96, BlockSize = 4 });
-        var firstTokens = engine.Generate(first).Select(e => e.Token).ToArray();
+        var firstTokens = engine.Generate(first).Select(e => (e.Token, e.Depth)).ToArray();
         long before = engine.CachedPromptTokens;
-        var secondTokens = engine.Generate(second).Select(e => e.Token).ToArray();
+        var secondTokens = engine.Generate(second).Select(e => (e.Token, e.Depth)).ToArray();
         long reusedBySecond = engine.CachedPromptTokens - before;
-        var againTokens = engine.Generate(again).Select(e => e.Token).ToArray();
+        var againTokens = engine.Generate(again).Select(e => (e.Token, e.Depth)).ToArray();
 
         Assert.Equal(36, reusedBySecond); // nine whole blocks of the shared 37 tokens
         Assert.True(engine.CachedPromptTokens - before - reusedBySecond >= 40, "the repeated prompt should reuse its own blocks");
@@ -175,7 +176,7 @@ public sealed class ContinuousBatchingTests : IDisposable
         for (int p = 0; p < whole.Count; p++)
         {
             float worst = whole[p].FinalLogits.Zip(chunked[p].FinalLogits, (x, y) => Math.Abs(x - y)).Max();
-            Assert.True(worst < 1e-4, $"position {p}: {worst}");
+            Assert.True(worst <= Fp32Tolerance.ReductionOrder, $"position {p} (depth {whole[p].Depth}): logits differ by {worst:E2}");
         }
     }
 

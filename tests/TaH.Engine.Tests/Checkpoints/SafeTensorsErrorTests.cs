@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
 using TorchSharp;
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using System.Text.Json;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
 using TorchSharp;
 
@@ -196,7 +197,7 @@ public sealed class SafeTensorsRoundTripTests : IDisposable
         using (var stream = File.Create(path))
         {
             stream.Write([1, 2, 3]);
-            TensorBytes.WriteToStream(stream, source, chunkBytes: 10);
+            TensorBytesWriter.WriteToStream(stream, source, chunkBytes: 10);
         }
 
         byte[] written = File.ReadAllBytes(path);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
 using TorchSharp;
 
@@ -170,7 +171,7 @@ public sealed class TorchCheckpointFixtureTests : IDisposable
         using var original = LoadedPayload.Load(DeciderPath(model));
         string path = _dir.File("iter_decider.bin");
 
-        TorchCheckpoint.Save(path, original.Value);
+        TorchCheckpointWriter.Save(path, original.Value);
 
         using var reloaded = LoadedPayload.Load(path);
         TorchTestFiles.AssertSamePayload(original.Value, reloaded.Value);
@@ -184,7 +185,7 @@ public sealed class TorchCheckpointFixtureTests : IDisposable
         using var original = LoadedPayload.Load(DeciderPath(model));
         string path = _dir.File("iter_decider.bin");
 
-        TorchCheckpoint.Save(path, original.Value);
+        TorchCheckpointWriter.Save(path, original.Value);
 
         Assert.Equal(TorchTestFiles.ReadEntry(DeciderPath(model), "iter_decider/data.pkl"),
             TorchTestFiles.ReadEntry(path, "iter_decider/data.pkl"));

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
 using TorchSharp;
 
@@ -47,7 +48,7 @@ public sealed class TorchCheckpointSaveTests : IDisposable
     private byte[] PickleOf(object? payload)
     {
         string path = _dir.File("p.bin");
-        TorchCheckpoint.Save(path, payload);
+        TorchCheckpointWriter.Save(path, payload);
         return TorchTestFiles.ReadEntry(path, "p/data.pkl");
     }
 
@@ -138,7 +139,7 @@ public sealed class TorchCheckpointSaveTests : IDisposable
         };
         string path = _dir.File("rich.bin");
 
-        TorchCheckpoint.Save(path, payload);
+        TorchCheckpointWriter.Save(path, payload);
 
         using var loaded = LoadedPayload.Load(path);
         TorchTestFiles.AssertSamePayload(payload, loaded.Value);
@@ -154,7 +155,7 @@ public sealed class TorchCheckpointSaveTests : IDisposable
         };
         string path = _dir.File("iter_decider.bin");
 
-        TorchCheckpoint.Save(path, payload);
+        TorchCheckpointWriter.Save(path, payload);
 
         // Walk the local headers by hand: stored entries whose data starts 64-byte aligned.
         byte[] file = File.ReadAllBytes(path);
@@ -194,7 +195,7 @@ public sealed class TorchCheckpointSaveTests : IDisposable
         var tied = Random(torch.ScalarType.Float32, [4, 2], 3);
         string path = _dir.File("tied.bin");
 
-        TorchCheckpoint.Save(path, new List<object?> { tied, tied });
+        TorchCheckpointWriter.Save(path, new List<object?> { tied, tied });
 
         using var loaded = LoadedPayload.Load(path);
         var list = Assert.IsType<List<object?>>(loaded.Value);
@@ -211,7 +212,7 @@ public sealed class TorchCheckpointSaveTests : IDisposable
         using var expected = columns.contiguous();
         string path = _dir.File("view.bin");
 
-        TorchCheckpoint.Save(path, columns);
+        TorchCheckpointWriter.Save(path, columns);
 
         using var loaded = LoadedPayload.Load(path);
         var tensor = Assert.IsAssignableFrom<torch.Tensor>(loaded.Value);
@@ -223,7 +224,7 @@ public sealed class TorchCheckpointSaveTests : IDisposable
     public void UnsupportedValueIsRefusedWithoutWritingAFile()
     {
         string path = _dir.File("bad.bin");
-        Assert.Throws<ArgumentException>(() => TorchCheckpoint.Save(path, new PyDict { ["x"] = new DateTime(2020, 1, 1) }));
+        Assert.Throws<ArgumentException>(() => TorchCheckpointWriter.Save(path, new PyDict { ["x"] = new DateTime(2020, 1, 1) }));
         Assert.False(File.Exists(path));
         Assert.Empty(Directory.GetFiles(_dir.Path));
     }
@@ -232,8 +233,8 @@ public sealed class TorchCheckpointSaveTests : IDisposable
     public void SaveReplacesAnExistingFile()
     {
         string path = _dir.File("again.bin");
-        TorchCheckpoint.Save(path, "first");
-        TorchCheckpoint.Save(path, 2L);
+        TorchCheckpointWriter.Save(path, "first");
+        TorchCheckpointWriter.Save(path, 2L);
         Assert.Equal(2L, TorchCheckpoint.Load(path));
         Assert.Single(Directory.GetFiles(_dir.Path));
     }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using TaH.Checkpoints.Writing;
 
 namespace TaH.Engine.Tests.Cli;
 
@@ -78,13 +79,44 @@ public class CliTests
         Assert.Single(stderr.Trim().Split('\n'));
     }
 
+    [Theory]
+    [InlineData(null, "PASSIVE", "0")]
+    [InlineData("ACTIVE", "ACTIVE", null)]
+    public void LibtorchsOpenMpWorkersSleepWhenIdleUnlessTheUserSaysOtherwise(string? userPolicy, string policy, string? spinCount)
+    {
+        // libgomp prints what it read when libtorch loads it (OMP_DISPLAY_ENV): the native view,
+        // which .NET's environment does not show. Its default spins 300000 times after each region.
+        using var dir = new TempDirectory();
+        var environment = new Dictionary<string, string> { ["OMP_DISPLAY_ENV"] = "VERBOSE" };
+        if (userPolicy is not null)
+        {
+            environment["OMP_WAIT_POLICY"] = userPolicy;
+        }
+
+        var (code, _, stderr) = TahProcess.Run(environment, "inspect", "--model", Fixtures.TinyCheckpoint("a"), "--ids", "1,2,3", "--out", dir.File("x.json"));
+        Assert.True(code == 0, stderr);
+        Assert.Contains($"OMP_WAIT_POLICY = '{policy}'", stderr, StringComparison.Ordinal);
+        if (spinCount is not null)
+        {
+            Assert.Contains($"GOMP_SPINCOUNT = '{spinCount}'", stderr, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void CreateRandomsHelpNamesEveryShape()
+    {
+        var (code, stdout, stderr) = TahProcess.Run("create-random", "--help");
+        Assert.True(code == 0, stderr);
+        Assert.All(ModelShape.Known, shape => Assert.Contains(shape.Name, stdout, StringComparison.Ordinal));
+    }
+
     [Fact]
     public void TokenIdOutsideTheVocabularyIsRefused()
     {
         using var dir = new TempDirectory();
         var (code, _, stderr) = TahProcess.Run("inspect", "--model", Fixtures.TinyCheckpoint("a"), "--ids", "1,512", "--out", dir.File("x.json"));
         Assert.Equal(2, code);
-        Assert.Equal("error: prompt token id 512 is outside the vocabulary (0..511)", stderr.Trim());
+        Assert.Equal("error: Prompt token id 512 is outside the vocabulary (0..511).", stderr.Trim());
     }
 
     [Fact]

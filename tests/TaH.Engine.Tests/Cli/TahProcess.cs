@@ -5,7 +5,10 @@ namespace TaH.Engine.Tests.Cli;
 /// <summary>Runs the real <c>tah</c> executable, as a user would.</summary>
 internal static class TahProcess
 {
-    public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
+    public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args) => Run(new Dictionary<string, string>(), args);
+
+    /// <summary>Runs it with <paramref name="environment"/> added to this process's environment.</summary>
+    public static (int ExitCode, string Stdout, string Stderr) Run(IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo("dotnet")
         {
@@ -20,6 +23,12 @@ internal static class TahProcess
         }
 
         start.Environment.Remove("TAH_DEBUG");
+        start.Environment.Remove("OMP_WAIT_POLICY"); // a test that wants one says so
+        foreach (var (name, value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();

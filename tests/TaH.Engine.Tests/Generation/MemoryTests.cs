@@ -1,4 +1,5 @@
 using TaH.Engine.Generation;
+using TaH.Engine.Kv;
 using TaH.Engine.Model;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -32,7 +33,7 @@ public class MemoryTests
         // Tensors other tests left to the garbage collector must not count against this one.
         Settle();
         long before = torch.Tensor.TotalCount;
-        using (var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = EngineOptions.BlocksFor(request, model.MaxDepth) }))
+        using (var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = KvBudget.PoolFor(request, model.MaxDepth) }))
         {
             var liveAt = new Dictionary<int, long>();
             var rssAt = new Dictionary<int, long>();

@@ -140,9 +140,11 @@ public class BadCheckpointTests
     {
         using var model = ModelLoader.Load(Fixtures.TinyCheckpoint("a"));
         using var engine = new InferenceEngine(model, new EngineOptions { MaxModelLength = 16, KvBlocks = 8 });
-        var e = Assert.Throws<ArgumentException>(() => engine.Add(new GenerationRequest { PromptTokens = [.. Enumerable.Range(1, 16)] }));
+        var e = Assert.Throws<InvalidRequestException>(() => engine.Add(new GenerationRequest { PromptTokens = [.. Enumerable.Range(1, 16)] }));
         Assert.Contains("16 tokens", e.Message);
         Assert.Contains("context", e.Message);
+        Assert.Equal(RequestFields.Prompt, e.Param);
+        Assert.Equal(RequestFields.ContextLengthExceeded, e.Code);
     }
 
     private static TempDirectory CopyOf(string fixture)

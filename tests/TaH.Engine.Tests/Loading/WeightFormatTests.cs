@@ -1,3 +1,4 @@
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
 using TaH.Engine.Generation;
 using TaH.Engine.Model;

@@ -1,3 +1,5 @@
+using TaH.Engine.Generation;
+using TaH.Engine.Model;
 using TaH.Engine.Sampling;
 
 namespace TaH.Engine.Tests.Sampling;
@@ -79,9 +81,12 @@ public class SamplingParamsTests
     }
 
     [Fact]
-    public void SamplerValidatesItsParameters()
+    public void TheEngineRefusesParametersOutOfRangeNamingThem()
     {
-        var error = Assert.Throws<ArgumentException>(() => new Sampler(new SamplingParams { TopP = 0f }, []));
-        Assert.Equal("top_p", error.ParamName);
+        using var model = ModelLoader.Load(Fixtures.TinyCheckpoint("a"));
+        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = 16 });
+        var error = Assert.Throws<InvalidRequestException>(() => engine.Add(new GenerationRequest { PromptTokens = [1, 2], Sampling = new SamplingParams { TopP = 0f } }));
+        Assert.Equal("top_p", error.Param);
+        Assert.StartsWith("top_p must be in (0, 1]", error.Message, StringComparison.Ordinal);
     }
 }

@@ -73,25 +73,47 @@ public sealed class EngineLoopTests : IDisposable
     [Fact]
     public void AFullQueueRefusesNewRequests()
     {
-        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 64 });
+        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 64, MaxRunning = 1 });
         using var metrics = new TaHMetrics();
         using var loop = new EngineLoop(engine, metrics, new EngineLoopOptions { MaxWaiting = 2 });
 
-        // The loop is not running, so submissions stay queued.
-        loop.Submit(Greedy([1, 2], 4, IterationPolicy.Never));
-        loop.Submit(Greedy([1, 2], 4, IterationPolicy.Never));
+        // The loop is not running, so submissions stay queued: one for the free running slot, two waiting.
+        for (int i = 0; i < 3; i++)
+        {
+            loop.Submit(Greedy([1, 2], 4, IterationPolicy.Never));
+        }
+
         var e = Assert.Throws<EngineOverloadedException>(() => loop.Submit(Greedy([1, 2], 4, IterationPolicy.Never)));
         Assert.Contains("queue is full", e.Message);
     }
 
     [Fact]
+    public void ABurstOnAnIdleEngineCountsFreeRunningSlotsAsNotWaiting()
+    {
+        // --max-waiting 4 --max-running 2: six requests at once on an idle engine, two of which
+        // start at once, are not a full queue; the seventh is.
+        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 64, MaxRunning = 2 });
+        using var metrics = new TaHMetrics();
+        using var loop = new EngineLoop(engine, metrics, new EngineLoopOptions { MaxWaiting = 4 });
+        for (int i = 0; i < 6; i++)
+        {
+            loop.Submit(Greedy([1, 2], 4, IterationPolicy.Never));
+        }
+
+        Assert.Throws<EngineOverloadedException>(() => loop.Submit(Greedy([1, 2], 4, IterationPolicy.Never)));
+    }
+
+    [Fact]
     public void ARequestLargerThanThePoolIsRefusedByName()
     {
-        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 4, BlockSize = 16 });
+        // 16 blocks of 16 over 2 depths: 8 per depth, 1 for the prompt, 2 kept for copies: 80 tokens.
+        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 16, BlockSize = 16 });
         using var metrics = new TaHMetrics();
         using var loop = new EngineLoop(engine, metrics);
-        var e = Assert.Throws<ArgumentException>(() => loop.Submit(Greedy([1, 2, 3], 500, IterationPolicy.Always)));
+        var e = Assert.Throws<InvalidRequestException>(() => loop.Submit(Greedy([1, 2, 3], 500, IterationPolicy.Always)));
         Assert.Contains("max_tokens", e.Message);
+        Assert.Equal(RequestFields.MaxTokens, e.Param);
+        Assert.Equal(RequestFields.KvCacheTooSmall, e.Code);
     }
 
     [Fact]

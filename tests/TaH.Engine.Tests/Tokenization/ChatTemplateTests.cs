@@ -48,6 +48,18 @@ public class ChatTemplateTests
         Assert.Throws<CheckpointException>(() => ChatTemplate.FromJinja(changed, "cfg.json"));
     }
 
+    [Theory]
+    [InlineData("chatml", "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\nThe answer is")]
+    [InlineData("qwen3", "<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\nThe answer is")]
+    public void TheFinalAssistantMessageCanBeLeftOpen(string family, string expected)
+    {
+        // Qwen3's template puts an empty think block before the last assistant turn after the last query.
+        var template = ChatTemplate.ForFamily(family);
+        Assert.Equal(expected, template.RenderContinuingFinal([ChatMessage.User("What is 2+2?"), ChatMessage.Assistant("The answer is")]));
+        var e = Assert.Throws<ArgumentException>(() => template.RenderContinuingFinal([ChatMessage.User("What is 2+2?")]));
+        Assert.Contains("assistant", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void FamiliesCanBeChosenByName()
     {

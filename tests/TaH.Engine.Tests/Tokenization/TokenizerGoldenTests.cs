@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using TaH.Checkpoints.Writing;
 using TaH.Engine.Tokenization;
 
 namespace TaH.Engine.Tests.Tokenization;

@@ -2,9 +2,10 @@ using System.Buffers.Binary;
 using System.Collections;
 using System.Numerics;
 using System.Text;
+using TaH.Engine.Checkpoints;
 using TorchSharp;
 
-namespace TaH.Engine.Checkpoints;
+namespace TaH.Checkpoints.Writing;
 
 /// <summary>How a tensor's storage appears in the pickle: its record key, storage class and element count.</summary>
 internal readonly record struct PickledStorage(string Key, PyGlobal StorageClass, long Numel);

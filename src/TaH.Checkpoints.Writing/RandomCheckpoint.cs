@@ -1,11 +1,12 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using TaH.Engine.Checkpoints;
+using TaH.Engine.Config;
 using TaH.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace TaH.Engine.Model;
+namespace TaH.Checkpoints.Writing;
 
 /// <summary>The dimensions of a Qwen3-architecture model.</summary>
 public sealed record ModelShape(string Name, int VocabSize, int HiddenSize, int IntermediateSize, int Layers, int Heads, int KvHeads, int HeadDim, bool TiedEmbeddings)
@@ -96,7 +97,7 @@ public static class RandomCheckpoint
             ["max_iter"] = 2,
             ["dtype"] = new JsonObject { ["__dtype__"] = true, ["__str__"] = "torch.bfloat16" },
         };
-        TorchCheckpoint.Save(Path.Combine(directory, "iter_decider.bin"), DeciderPayload(deciderArgs, h, entries.Length, hiddenDims, topK, generator));
+        TorchCheckpointWriter.Save(Path.Combine(directory, "iter_decider.bin"), DeciderPayload(deciderArgs, h, entries, hiddenDims, topK, generator));
 
         WriteJson(Path.Combine(directory, "config.json"), new JsonObject
         {
@@ -144,40 +145,27 @@ public static class RandomCheckpoint
     }
 
     /// <summary>{"class", "init_args", "state_dict"} as the reference's save_iter_decider writes it; Kaiming-normal weights as its constructor.</summary>
-    private static PyDict DeciderPayload(JsonObject args, int hidden, int entries, int[] hiddenDims, int topK, Generator generator)
+    private static PyDict DeciderPayload(JsonObject args, int hidden, int[] entries, int[] hiddenDims, int topK, Generator generator)
     {
-        int expansion = (int)args["expansion_factor"]!;
+        var layout = new DeciderLayout(new DeciderConfig
+        {
+            TopK = topK,
+            HiddenStatesSize = hidden,
+            HiddenStatesLayerNums = entries,
+            HiddenDims = hiddenDims,
+            ExpansionFactor = (int)args["expansion_factor"]!,
+            NormalizeInput = (bool)args["normalize_input"]!,
+            Threshold = (double)args["threshold"]!,
+            MaxIter = (int)args["max_iter"]!,
+        });
         var state = new PyDict(isOrderedDict: true);
-        void Linear(string name, int inSize, int outSize)
-        {
-            state[$"{name}.weight"] = normal(0, Math.Sqrt(2.0 / inSize), [outSize, inSize], generator: generator);
-            state[$"{name}.bias"] = zeros(outSize);
-        }
-
-        void LayerNorm(string name, int size)
-        {
-            state[$"{name}.weight"] = ones(size);
-            state[$"{name}.bias"] = zeros(size);
-        }
-
         state["threshold"] = tensor(0.5f);
-        Linear("logits_projection", topK, hidden);
-        Linear("combined_projection", (hidden * entries) + hidden, hiddenDims[0]);
-        Linear("backbone.input_projection", hiddenDims[0], hiddenDims[0]);
-        int[] dims = [.. hiddenDims, hiddenDims[^1]];
-        for (int j = 0; j < dims.Length - 1; j++)
+        foreach (var p in layout.Parameters)
         {
-            LayerNorm($"backbone.blocks.{j}.layer_norm", dims[j]);
-            Linear($"backbone.blocks.{j}.mlp.0", dims[j], dims[j] * expansion);
-            Linear($"backbone.blocks.{j}.mlp.3", dims[j] * expansion, dims[j + 1]);
-            if (dims[j] != dims[j + 1])
-            {
-                Linear($"backbone.blocks.{j}.dim_change", dims[j], dims[j + 1]);
-            }
+            state[p.Name] = p.IsBias ? zeros(p.Shape)
+                : p.IsNorm ? ones(p.Shape)
+                : normal(0, Math.Sqrt(2.0 / p.Shape[1]), p.Shape, generator: generator);
         }
-
-        LayerNorm("backbone.output_layer.0", dims[^1]);
-        Linear("backbone.output_layer.1", dims[^1], 1);
 
         var initArgs = new PyDict();
         foreach (var (key, value) in args)

@@ -1,8 +1,9 @@
 using System.Buffers.Binary;
 using System.Text;
+using TaH.Engine.Checkpoints;
 using TorchSharp;
 
-namespace TaH.Engine.Checkpoints;
+namespace TaH.Checkpoints.Writing;
 
 /// <summary>
 /// Writes a zip of uncompressed entries whose data start on 64-byte boundaries, padded with an
@@ -30,7 +31,7 @@ internal sealed class ZipStoreWriter(Stream stream, string path)
         uint crc = 0;
         TensorBytes.ForEachChunk(tensor, (chunk, _) => crc = Crc32.Append(crc, chunk));
         WriteLocalHeader(name, crc, tensor.NumberOfElements * tensor.ElementSize);
-        TensorBytes.WriteToStream(stream, tensor);
+        TensorBytesWriter.WriteToStream(stream, tensor);
     }
 
     /// <summary>Writes the central directory; the archive is complete afterwards.</summary>
@@ -115,40 +116,5 @@ internal sealed class ZipStoreWriter(Stream stream, string path)
         {
             throw new CheckpointException(path, "would be larger than 4 GiB, which this writer does not support (no zip64)");
         }
-    }
-}
-
-/// <summary>The CRC-32 of zip (reflected polynomial 0xEDB88320).</summary>
-internal static class Crc32
-{
-    private static readonly uint[] Table = BuildTable();
-
-    /// <summary>Continues <paramref name="crc"/> (0 to start) over <paramref name="data"/>.</summary>
-    internal static uint Append(uint crc, ReadOnlySpan<byte> data)
-    {
-        uint c = ~crc;
-        foreach (byte b in data)
-        {
-            c = Table[(c ^ b) & 0xff] ^ (c >> 8);
-        }
-
-        return ~c;
-    }
-
-    private static uint[] BuildTable()
-    {
-        var table = new uint[256];
-        for (uint n = 0; n < 256; n++)
-        {
-            uint c = n;
-            for (int k = 0; k < 8; k++)
-            {
-                c = (c & 1) != 0 ? 0xEDB88320 ^ (c >> 1) : c >> 1;
-            }
-
-            table[n] = c;
-        }
-
-        return table;
     }
 }

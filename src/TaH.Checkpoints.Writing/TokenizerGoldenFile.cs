@@ -1,7 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using TaH.Engine.Tokenization;
 
-namespace TaH.Engine.Tokenization;
+namespace TaH.Checkpoints.Writing;
 
 /// <summary>
 /// The tokenizer golden-file format (tests/fixtures/qwen3-tokenizer/golden.json):

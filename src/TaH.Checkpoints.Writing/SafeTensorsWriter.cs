@@ -1,8 +1,9 @@
 using System.Buffers.Binary;
 using System.Text.Json;
+using TaH.Engine.Checkpoints;
 using TorchSharp;
 
-namespace TaH.Engine.Checkpoints;
+namespace TaH.Checkpoints.Writing;
 
 /// <summary>Writes tensors in the safetensors format, as one file or as Hugging Face shards plus an index.</summary>
 public static class SafeTensorsWriter
@@ -27,10 +28,10 @@ public static class SafeTensorsWriter
             stream.Write(header);
             foreach (var (_, tensor) in list)
             {
-                var source = TensorBytes.ContiguousCpu(tensor, out bool owned);
+                var source = TensorBytesWriter.ContiguousCpu(tensor, out bool owned);
                 try
                 {
-                    TensorBytes.WriteToStream(stream, source);
+                    TensorBytesWriter.WriteToStream(stream, source);
                 }
                 finally
                 {
