@@ -28,7 +28,7 @@ public sealed class CpuPagedAttention : IPagedAttention
         var p = (Plan)plan;
         if (p.Direct.Length == 0 || q.dtype != ScalarType.Float32 || kv.Keys.dtype != ScalarType.Float32 || q.device_type != DeviceType.CPU)
         {
-            return _reference.Forward(p.Whole!, q, k, v, kv, scale);
+            return _reference.Forward(p.Whole, q, k, v, kv, scale);
         }
 
         using var scope = NewDisposeScope();
@@ -241,6 +241,8 @@ public sealed class CpuPagedAttention : IPagedAttention
         public Plan(AttentionBatch batch, Device device, ReferenceAttention reference)
             : base(batch)
         {
+            _device = device;
+            _reference = reference;
             var rowsOf = new List<int>[batch.Sequences.Count];
             for (int row = 0; row < batch.RowCount; row++)
             {
@@ -251,7 +253,6 @@ public sealed class CpuPagedAttention : IPagedAttention
             Direct = [.. Enumerable.Range(0, batch.RowCount).Where(r => !Many(batch.RowSequence[r]))];
             if (Direct.Length == 0)
             {
-                Whole = reference.Prepare(batch, device);
                 return;
             }
 
@@ -296,8 +297,15 @@ public sealed class CpuPagedAttention : IPagedAttention
             }
         }
 
-        /// <summary>The reference's plan for the whole batch, when no row goes direct.</summary>
-        public AttentionPlan? Whole { get; }
+        private readonly Device _device;
+        private readonly ReferenceAttention _reference;
+        private AttentionPlan? _whole;
+
+        /// <summary>
+        /// The reference's plan for the whole batch: for steps with no direct row, and for tensors
+        /// the direct path does not read (not fp32, not on the CPU). Made on first use.
+        /// </summary>
+        public AttentionPlan Whole => _whole ??= _reference.Prepare(Batch, _device);
 
         public int[] Direct { get; }
 
@@ -337,7 +345,7 @@ public sealed class CpuPagedAttention : IPagedAttention
                 return;
             }
 
-            Whole?.Dispose();
+            _whole?.Dispose();
             Batched?.Dispose();
             AllSlots?.Dispose();
             BatchedRows?.Dispose();
