@@ -13,9 +13,10 @@ public sealed class AdmittedRequest
 /// <summary>
 /// Every rule a <see cref="GenerationRequest"/> must meet to run on this engine, checked once,
 /// here: the prompt, the output length against the context and the KV pool, the samples, the
-/// policy, the sampling knobs and the stop ids. A refusal is an <see cref="InvalidRequestException"/>
-/// that names the field (messages quote it as <c>'field'</c>, so a caller that spells it
-/// otherwise can say so). Immutable and thread-safe: a server admits requests on its own threads.
+/// policy, the sampling knobs, the stop ids and the structured output's constraint. A refusal is
+/// an <see cref="InvalidRequestException"/> that names the field (messages quote it as
+/// <c>'field'</c>, so a caller that spells it otherwise can say so). Immutable and thread-safe:
+/// a server admits requests on its own threads.
 /// </summary>
 /// <remarks>A new request field gets its rule here, in <see cref="Admit"/>, with the field's name as the exception's Param.</remarks>
 public sealed class AdmissionGate(ServedModel model)
@@ -33,6 +34,7 @@ public sealed class AdmissionGate(ServedModel model)
 
         CheckSampling(request.Sampling);
         CheckStopTokens(request.StopTokenIds);
+        CheckConstraint(request);
         if (request.MaxTokens < 1)
         {
             throw new InvalidRequestException($"'{RequestFields.MaxTokens}' must be at least 1, got {request.MaxTokens}.", RequestFields.MaxTokens);
@@ -71,6 +73,29 @@ public sealed class AdmissionGate(ServedModel model)
             {
                 throw new InvalidRequestException($"'{RequestFields.StopTokenIds}' has {id}, outside the vocabulary (0..{Model.VocabSize - 1}).", RequestFields.StopTokenIds);
             }
+        }
+    }
+
+    /// <summary>A constraint masks this model's logits, and ends its output with an EOS or stop token, so it needs both.</summary>
+    private void CheckConstraint(GenerationRequest request)
+    {
+        if (request.Constraint is not { } constraint)
+        {
+            return;
+        }
+
+        if (constraint.Vocabulary.Size != Model.VocabSize)
+        {
+            throw new InvalidRequestException(
+                $"The structured output ('{RequestFields.ResponseFormat}') was compiled for a vocabulary of {constraint.Vocabulary.Size} logits, but this model has {Model.VocabSize}.",
+                RequestFields.ResponseFormat);
+        }
+
+        if (Model.EosTokenIds.Count == 0 && request.StopTokenIds.Count == 0)
+        {
+            throw new InvalidRequestException(
+                $"A structured output ('{RequestFields.ResponseFormat}') needs a token that ends it, but this model has no EOS token id; set '{RequestFields.StopTokenIds}'.",
+                RequestFields.ResponseFormat);
         }
     }
 

@@ -1,3 +1,4 @@
+using TaH.Engine.Constraints;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
 
@@ -26,6 +27,12 @@ public sealed record GenerationRequest
 
     /// <summary>Parallel samples of the same prompt; they share its KV blocks.</summary>
     public int N { get; init; } = 1;
+
+    /// <summary>
+    /// Structured output: only tokens that keep the output valid are sampled, and the model's EOS
+    /// and <see cref="StopTokenIds"/> only once it is complete. Compiled for the model's vocabulary.
+    /// </summary>
+    public Constraint? Constraint { get; init; }
 }
 
 public enum FinishReason

@@ -100,6 +100,9 @@ public sealed class InferenceEngine : IDisposable
         return sequence;
     }
 
+    /// <summary>The tokens that end a sequence, which a constraint allows once its output is complete.</summary>
+    private IEnumerable<int> Terminators(GenerationRequest request) => Model.EosTokenIds.Concat(request.StopTokenIds);
+
     /// <summary>Stops a sequence (waiting or running) and frees its blocks.</summary>
     public void Cancel(Sequence sequence)
     {
@@ -161,8 +164,8 @@ public sealed class InferenceEngine : IDisposable
         }
 
         var sampled = new SampledToken[draws.Count];
-        // Sampling touches one sequence each, so it runs in parallel too.
-        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits.Span));
+        // Sampling touches one sequence each, so it runs in parallel too (its mask included).
+        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits.Span, draws[i].Sequence.Mask()));
         var events = new List<(Sequence, TokenEvent)>(draws.Count);
         for (int i = 0; i < draws.Count; i++)
         {
@@ -218,7 +221,7 @@ public sealed class InferenceEngine : IDisposable
             : policy.Kind == PolicyKind.Always ? "always"
             : policy.Rate is { } rate ? $"decider-rate:{rate:R}"
             : $"decider:{policy.Threshold ?? Model.Decider!.Threshold:R}";
-        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey);
+        var sequence = new Sequence(_nextId++, request, Cache, Model.MaxDepth, sampler, policyKey, request.Constraint?.CreateMatcher(Terminators(request)));
         _sequences.Add(sequence);
         return sequence;
     }
@@ -249,13 +252,17 @@ public sealed class InferenceEngine : IDisposable
     {
         sequence.Sampler.Accept(sample.TokenId);
         sequence.Append(sample.TokenId);
+        if (sequence.Matcher is { } matcher && !matcher.Accept(sample.TokenId))
+        {
+            throw new InvalidOperationException($"token {sample.TokenId} was sampled but the constraint ({matcher.Constraint.Description}) does not allow it");
+        }
 
         var request = sequence.Request;
         FinishReason? finish = null;
         // ignore_eos passes the EOS ids only; stop_token_ids still stop (vLLM's stop check).
         if ((!request.IgnoreEos && Model.EosTokenIds.Contains(sample.TokenId)) || request.StopTokenIds.Contains(sample.TokenId))
         {
-            finish = FinishReason.Stop;
+            finish = sequence.Matcher?.IsCutShort == true ? FinishReason.Length : FinishReason.Stop;
         }
         else if (sequence.GeneratedCount >= request.MaxTokens || sequence.Tokens.Count >= MaxModelLength)
         {

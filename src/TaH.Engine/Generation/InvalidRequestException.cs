@@ -22,6 +22,9 @@ public static class RequestFields
     public const string Policy = "policy";
     public const string StopTokenIds = "stop_token_ids";
 
+    /// <summary>The structured output (<see cref="GenerationRequest.Constraint"/>), in OpenAI's spelling.</summary>
+    public const string ResponseFormat = "response_format";
+
     /// <summary>Prompt plus output longer than the context.</summary>
     public const string ContextLengthExceeded = "context_length_exceeded";
 

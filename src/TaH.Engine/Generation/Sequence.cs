@@ -1,3 +1,4 @@
+using TaH.Engine.Constraints;
 using TaH.Engine.Kv;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
@@ -30,7 +31,7 @@ public sealed class Sequence : IDisposable
     private int _scheduledTokens;
     private int _scheduledLatents;
 
-    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, string? policyKey)
+    internal Sequence(int id, GenerationRequest request, KvCache cache, int maxDepth, Sampler sampler, string? policyKey, ConstraintMatcher? matcher)
     {
         Id = id;
         Request = request;
@@ -38,6 +39,7 @@ public sealed class Sequence : IDisposable
         Kv = new SequenceKv(cache, maxDepth);
         Sampler = sampler;
         PolicyKey = policyKey;
+        Matcher = matcher;
         _tokens = [.. request.PromptTokens];
     }
 
@@ -67,6 +69,16 @@ public sealed class Sequence : IDisposable
     internal SequenceKv Kv { get; private set; }
 
     internal Sampler Sampler { get; }
+
+    /// <summary>Where the output stands in the request's constraint (null without one).</summary>
+    internal ConstraintMatcher? Matcher { get; }
+
+    /// <summary>
+    /// The mask to sample the next token with, or null. Computed when sampling (in parallel over
+    /// the step's sequences), not during the forward: a few microseconds against the forward's
+    /// milliseconds, and a worker running beside the forward took cores from libtorch's threads.
+    /// </summary>
+    internal TokenMask? Mask() => Matcher?.ComputeMask();
 
     /// <summary>Which deeper entries this sequence's policy produces (null when it never iterates).</summary>
     internal string? PolicyKey { get; }
@@ -225,7 +237,7 @@ public sealed class Sequence : IDisposable
     /// <summary>A parallel sample of this sequence (n &gt; 1) that shares its blocks.</summary>
     internal Sequence Fork(int id, Sampler sampler)
     {
-        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, PolicyKey)
+        var fork = new Sequence(id, Request, _cache, Kv.MaxDepth, sampler, PolicyKey, Matcher?.Clone())
         {
             Status = Status,
             Computed = Computed,

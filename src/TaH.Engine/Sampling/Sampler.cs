@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
+using TaH.Engine.Constraints;
 
 namespace TaH.Engine.Sampling;
 
@@ -13,8 +14,9 @@ namespace TaH.Engine.Sampling;
 /// Per call: <see cref="Sample"/> the logits, then <see cref="Accept"/> the token the sequence
 /// actually continues with, so that presence/frequency/repetition penalties see it. Sample does not
 /// record its choice itself: the engine may reject it (stop sequences, length) or force a token.
-/// Processing order: penalties (repetition, frequency, presence, as vLLM v1), temperature, top-k,
-/// top-p, min-p, then a draw. (vLLM v1 applies min-p before top-k/top-p; here min-p filters the
+/// Processing order: the constraint's mask (tokens it does not allow become impossible, and stay so:
+/// penalties leave them alone), penalties (repetition, frequency, presence, as vLLM v1), temperature,
+/// top-k, top-p, min-p, then a draw. (vLLM v1 applies min-p before top-k/top-p; here min-p filters the
 /// top-p set, as vLLM v0 and HF do.) Top-k keeps exactly k tokens, ties to the lower id. Only
 /// temperature 0 is greedy: the argmax after penalties, ties to the lowest id.
 /// </remarks>
@@ -69,11 +71,14 @@ public sealed class Sampler
         GeneratedCount++;
     }
 
-    /// <summary>Chooses a token from the logits of the next position (one value per vocabulary entry).</summary>
-    /// <exception cref="InvalidOperationException">A logit is NaN or infinite.</exception>
-    public SampledToken Sample(ReadOnlySpan<float> logits)
+    /// <summary>
+    /// Chooses a token from the logits of the next position (one value per vocabulary entry),
+    /// among those <paramref name="mask"/> allows when one is given.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">A logit is NaN or infinite, or the mask allows nothing.</exception>
+    public SampledToken Sample(ReadOnlySpan<float> logits, TokenMask? mask = null)
     {
-        var logNormalizer = PrepareLogits(logits);
+        var logNormalizer = PrepareLogits(logits, mask);
         var processed = _logits.AsSpan(0, logits.Length);
 
         int token;
@@ -95,9 +100,9 @@ public sealed class Sampler
     /// The distribution <see cref="Sample"/> draws from for these logits, as (token, probability)
     /// sorted by token id. Does not advance the random stream. For tests.
     /// </summary>
-    internal (int TokenId, double Probability)[] FilteredDistribution(ReadOnlySpan<float> logits)
+    internal (int TokenId, double Probability)[] FilteredDistribution(ReadOnlySpan<float> logits, TokenMask? mask = null)
     {
-        PrepareLogits(logits);
+        PrepareLogits(logits, mask);
         if (Parameters.IsGreedy)
         {
             return [(ArgMax(_logits.AsSpan(0, logits.Length)), 1.0)];
@@ -122,10 +127,10 @@ public sealed class Sampler
     }
 
     /// <summary>
-    /// Checks the logits, copies them into the work buffer with penalties applied, and returns the
-    /// log of the raw softmax normalizer (for raw logprobs).
+    /// Checks the logits, copies them into the work buffer with the mask and penalties applied, and
+    /// returns the log of the raw softmax normalizer (for raw logprobs).
     /// </summary>
-    private double PrepareLogits(ReadOnlySpan<float> logits)
+    private double PrepareLogits(ReadOnlySpan<float> logits, TokenMask? mask)
     {
         if (logits.IsEmpty)
         {
@@ -137,6 +142,16 @@ public sealed class Sampler
         var logNormalizer = LogSumExp(logits, _weights);
 
         logits.CopyTo(_logits);
+        if (mask is not null)
+        {
+            if (mask.Count == 0)
+            {
+                throw new InvalidOperationException("The constraint allows no token here; refusing to sample.");
+            }
+
+            mask.Apply(_logits);
+        }
+
         ApplyPenalties(_logits);
         return logNormalizer;
     }
@@ -171,6 +186,11 @@ public sealed class Sampler
         foreach (var (id, count) in _outputCounts)
         {
             CheckInVocabulary(logits, id, "generated");
+            if (float.IsNegativeInfinity(logits[id]))
+            {
+                continue; // masked out
+            }
+
             // Two steps, as vLLM does: frequency times count, then presence once.
             var value = logits[id] - (frequency * count);
             value -= presence;
@@ -182,6 +202,11 @@ public sealed class Sampler
     {
         CheckInVocabulary(logits, id, source);
         var value = logits[id];
+        if (float.IsNegativeInfinity(value))
+        {
+            return; // masked out: the clamp below would make it possible again
+        }
+
         value = value > 0f ? value / penalty : value * penalty;
         // A tiny penalty can overflow; keep the logit finite so the softmax stays defined.
         logits[id] = Math.Clamp(value, -float.MaxValue, float.MaxValue);

@@ -325,6 +325,9 @@ public sealed class TextTokenizer
     /// <summary>Whether the id is an added token marked special (skipped by skipSpecialTokens).</summary>
     public bool IsSpecial(int id) => id >= 0 && id < _special.Length && _special[id];
 
+    /// <summary>Whether the id is one of the added tokens (special or not).</summary>
+    public bool IsAddedToken(int id) => IdToToken(id) is { } s && _addedByContent.TryGetValue(s, out var t) && t.Id == id;
+
     /// <summary>A detokenizer for streaming the output of one sequence.</summary>
     public IncrementalDetokenizer CreateDetokenizer(bool skipSpecialTokens = false) => new(this, skipSpecialTokens);
 

@@ -7,7 +7,7 @@ namespace TaH.Server.Api;
 // by the readers (Api/Reading), which name the offending parameter.
 
 /// <summary>What chat and text completions share: the model, sampling, stopping, streaming and TaH.</summary>
-public abstract record GenerationRequestBody
+public abstract partial record GenerationRequestBody
 {
     public string? Model { get; init; }
 
@@ -124,7 +124,7 @@ public sealed record StreamOptions
     public bool? IncludeUsage { get; init; }
 }
 
-public sealed record ResponseFormat
+public sealed partial record ResponseFormat
 {
     public string? Type { get; init; }
 }
@@ -141,7 +141,7 @@ public sealed record TaHRequestOptions
 }
 
 /// <summary>POST /v1/completions.</summary>
-public sealed record CompletionRequest : GenerationRequestBody
+public sealed partial record CompletionRequest : GenerationRequestBody
 {
     /// <summary>A string, a list of strings, a list of token ids or a list of such lists.</summary>
     public JsonElement? Prompt { get; init; }

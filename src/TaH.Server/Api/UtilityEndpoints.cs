@@ -30,7 +30,7 @@ public sealed class UtilityEndpoints(ModelHost host)
 
             var messages = MessageReader.Read(r.Messages);
             var rendering = ChatRendering.Read(r.ChatTemplateKwargs, r.ContinueFinalMessage, r.AddGenerationPrompt);
-            tokens = tokenizer.Encode(ChatPrompt.Render(tokenizer, messages, ToolReader.Read(r.Tools, null), rendering));
+            tokens = tokenizer.Encode(ChatPrompt.Render(tokenizer, messages, ToolReader.Read(r.Tools, toolChoice: null, parallelToolCalls: null), rendering));
         }
         else
         {

@@ -36,14 +36,23 @@ internal static class BenchCommand
             Description = "also run every cell with this many busy-loop processes beside it, and report loaded/idle decode tokens/s",
             DefaultValueFactory = _ => 0,
         };
+        var structured = new Option<string?>("--structured") { Description = "instead: structured outputs over a JSON list of {name, schema} (compile time, mask time per token, decode tok/s with and without a constraint)" };
+        var tokenizer = new Option<string?>("--tokenizer") { Description = "with --structured: the tokenizer directory (default: the model's)" };
         var weights = CommonOptions.Weights();
         var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url)")
         {
-            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, weights, busy,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, weights, busy, structured, tokenizer,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
             int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens);
+            if (result.GetValue(structured) is { } corpus)
+            {
+                using var loaded = CommonOptions.Load(result.GetValue(model) ?? throw new ArgumentException("--structured needs --model DIR"), result.GetValue(device)!, result.GetValue(weights));
+                StructuredBench.Run(loaded, result.GetValue(tokenizer) ?? loaded.Directory, corpus, prompt, decode, result.GetValue(rounds), result.GetValue(seed), result.GetValue(json), Console.Out);
+                return 0;
+            }
+
             var levels = ParseList(result.GetValue(concurrency)!, "--concurrency");
             string[] policyNames = result.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             double? chosenThreshold = result.GetValue(threshold);

@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using TaH.Engine.Constraints;
 using TaH.Engine.Generation;
 using TaH.Engine.Model;
 using TaH.Engine.Serving;
@@ -32,6 +33,7 @@ public sealed class ModelHost : IDisposable
     private TextTokenizer? _tokenizer;
     private InferenceEngine? _engine;
     private EngineLoop? _loop;
+    private ConstraintCompiler? _constraints;
     private TaHMetrics? _metrics;
 
     public ModelHost(IOptions<ServerOptions> options, IMeterFactory meters, ILogger<ModelHost> logger)
@@ -72,6 +74,9 @@ public sealed class ModelHost : IDisposable
 
     public EngineLoop Loop => _loop ?? throw NotReady();
 
+    /// <summary>Compiles structured-output constraints for the model's vocabulary (and caches them).</summary>
+    public ConstraintCompiler Constraints => _constraints ?? throw NotReady();
+
     /// <summary>Loads the checkpoint and tokenizer and builds the engine; a failure is kept in <see cref="LoadError"/>.</summary>
     public async Task LoadAsync()
     {
@@ -99,6 +104,9 @@ public sealed class ModelHost : IDisposable
                 {
                     throw new ArgumentException($"--policy: {problem}");
                 }
+
+                _constraints = new ConstraintCompiler(TokenVocabulary.Create(_tokenizer, _engine.Served.VocabSize));
+                _ = Task.Run(_constraints.Vocabulary.WarmUp);
 
                 _metrics = new TaHMetrics(_meters);
                 _loop = new EngineLoop(_engine, _metrics, new EngineLoopOptions { MaxWaiting = _options.MaxWaiting });

@@ -1,7 +1,10 @@
+using System.Text.Json.Nodes;
+using TaH.Engine.Constraints;
 using TaH.Engine.Generation;
 using TaH.Engine.Model;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
+using TaH.Engine.Tokenization;
 
 namespace TaH.Engine.Tests.Generation;
 
@@ -98,6 +101,33 @@ public sealed class AdmissionGateTests : IDisposable
         Assert.Equal(RequestFields.Policy, e.Param);
         Assert.Contains("needs a TaH checkpoint", e.Message, StringComparison.Ordinal);
         engine.Admission.Admit(Request() with { Policy = IterationPolicy.Never });
+    }
+
+    [Fact]
+    public void AConstraintForAnotherVocabularyOrWithNoTokenToEndItIsRefused()
+    {
+        var tokenizer = TextTokenizer.Load(Path.Combine(Fixtures.Root, "models", "tah-arith"));
+        var forDemo = new ConstraintCompiler(TokenVocabulary.Create(tokenizer, 280)).JsonObject(); // the demo model's logits
+        var forTiny = new ConstraintCompiler(TokenVocabulary.Create(tokenizer, 512)).JsonObject();
+        var e = Assert.Throws<InvalidRequestException>(() => Gate().Admit(Request() with { Constraint = forDemo }));
+        Assert.Equal(RequestFields.ResponseFormat, e.Param);
+        Assert.Contains("vocabulary of 280 logits, but this model has 512", e.Message, StringComparison.Ordinal);
+        Assert.Same(forTiny, Gate().Admit(Request() with { Constraint = forTiny }).Request.Constraint);
+
+        // The same checkpoint without an EOS id: only a stop token id can end the output.
+        using var noEos = new TempDirectory();
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.TinyCheckpoint("a"), "config.json")))!;
+        config["eos_token_id"] = null;
+        File.WriteAllText(noEos.File("config.json"), config.ToJsonString());
+        File.Copy(Path.Combine(Fixtures.TinyCheckpoint("a"), "model.safetensors"), noEos.File("model.safetensors"));
+        using var model = ModelLoader.Load(noEos.Path);
+        using var engine = new InferenceEngine(model, new EngineOptions { KvBlocks = 16 });
+        var request = Request() with { Policy = IterationPolicy.Never, Constraint = forTiny };
+        e = Assert.Throws<InvalidRequestException>(() => engine.Admission.Admit(request));
+        Assert.Equal(RequestFields.ResponseFormat, e.Param);
+        Assert.Contains($"set '{RequestFields.StopTokenIds}'", e.Message, StringComparison.Ordinal);
+        engine.Admission.Admit(request with { StopTokenIds = [2] });
+        engine.Admission.Admit(request with { Constraint = null });
     }
 
     [Fact]

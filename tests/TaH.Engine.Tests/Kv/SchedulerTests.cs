@@ -35,7 +35,7 @@ public sealed class SchedulerTests : IDisposable
     private Sequence Add(Scheduler scheduler, int promptTokens)
     {
         var request = new GenerationRequest { PromptTokens = [.. Enumerable.Range(1, promptTokens)], Policy = IterationPolicy.Never, Sampling = SamplingParams.Greedy };
-        var sequence = new Sequence(_sequences.Count, request, _cache!, 1, new Sampler(request.Sampling, []), null);
+        var sequence = new Sequence(_sequences.Count, request, _cache!, 1, new Sampler(request.Sampling, []), policyKey: null, matcher: null);
         _sequences.Add(sequence);
         scheduler.Enqueue(sequence);
         return sequence;

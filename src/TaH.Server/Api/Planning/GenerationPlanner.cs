@@ -11,7 +11,8 @@ namespace TaH.Server.Api.Planning;
 /// <param name="DefaultMaxTokens">The output length of a request that sets none (clamped to what fits).</param>
 /// <param name="Logprobs">Alternatives to report per token; null for none.</param>
 /// <param name="Names">How the endpoint spells the engine's fields.</param>
-internal sealed record PlanInput(GenerationRequestBody Body, int? MaxTokens, int DefaultMaxTokens, int? Logprobs, WireNames Names);
+/// <param name="Structured">The constraint the output must follow, if one was asked for.</param>
+internal sealed record PlanInput(GenerationRequestBody Body, int? MaxTokens, int DefaultMaxTokens, int? Logprobs, WireNames Names, StructuredOutput? Structured);
 
 /// <summary>One prompt to generate from, with the text sent before its output (completions' echo).</summary>
 internal sealed record PlannedPrompt(IReadOnlyList<int> Tokens, string? Echo);
@@ -35,6 +36,8 @@ internal sealed class GenerationPlanner(ModelHost host)
         var policy = TaHOptionsReader.ReadPolicy(body.Tah, host.DefaultPolicy);
         var sampling = SamplingReader.Read(body, served.SamplingDefaults, p.Logprobs);
         var stops = StopReader.Read(body.Stop);
+        StructuredOutputReader.CheckCompatible(p.Structured, stops);
+        var names = p.Structured is { } structured ? p.Names with { Constraint = structured.Param } : p.Names;
         int n = body.N ?? 1;
         var choices = new List<ChoiceSpec>();
         int promptTokens = 0;
@@ -51,6 +54,7 @@ internal sealed class GenerationPlanner(ModelHost host)
                 StopTokenIds = body.StopTokenIds ?? [],
                 IgnoreEos = body.IgnoreEos == true,
                 N = n,
+                Constraint = p.Structured?.Constraint,
             };
             AdmittedRequest admitted;
             try
@@ -59,7 +63,7 @@ internal sealed class GenerationPlanner(ModelHost host)
             }
             catch (InvalidRequestException e)
             {
-                throw p.Names.Refusal(e);
+                throw names.Refusal(e);
             }
 
             // Sample k of a prompt draws with seed + k.

@@ -28,17 +28,15 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
                 "messages", "context_length_exceeded");
         }
 
-        var tools = ToolReader.Read(r.Tools, r.ToolChoice);
-        if (r.ResponseFormat?.Type is { } format && format is not ("text" or "json_object"))
-        {
-            throw ApiException.Unsupported("response_format", $"response_format type '{format}' is not supported (text and json_object are accepted; json_object is not enforced).");
-        }
-
+        var tools = ToolReader.Read(r.Tools, r.ToolChoice, r.ParallelToolCalls);
         var rendering = ChatRendering.Read(r.ChatTemplateKwargs, r.ContinueFinalMessage, r.AddGenerationPrompt);
         if (r.Echo == true && !rendering.ContinueFinal)
         {
             throw ApiException.Unsupported("echo", "'echo' applies only with 'continue_final_message' (it prepends the continued message).");
         }
+
+        // A thinking model may open its output with a think block before what the constraint asks for.
+        var structured = StructuredOutputReader.ForChat(host.Constraints, r, tools.Forced, allowThinking: options.ReasoningParser == "qwen3" && rendering.EnableThinking != false);
 
         var promptTokens = host.Tokenizer.Encode(ChatPrompt.Render(host.Tokenizer, messages, tools, rendering));
         if (r.TopLogprobs is not null && r.Logprobs != true)
@@ -48,7 +46,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
 
         string? prefill = rendering.ContinueFinal && r.Echo == true ? messages[^1].Content : null;
         string maxName = r.MaxCompletionTokens is not null ? "max_completion_tokens" : "max_tokens";
-        var input = new PlanInput(r, r.MaxCompletionTokens ?? r.MaxTokens, options.DefaultMaxTokens, r.Logprobs == true ? r.TopLogprobs ?? 0 : null, WireNames.Chat(maxName));
+        var input = new PlanInput(r, r.MaxCompletionTokens ?? r.MaxTokens, options.DefaultMaxTokens, r.Logprobs == true ? r.TopLogprobs ?? 0 : null, WireNames.Chat(maxName), structured);
         return _planner.Plan(input, [new PlannedPrompt(promptTokens, null)], prefill, new Parsing(options.ReasoningParser == "qwen3", tools.ParseCalls), r.User);
     }
 
@@ -65,7 +63,7 @@ public sealed class RequestPlanner(ModelHost host, ServerOptions options)
             .Select(p => new PlannedPrompt(p.Tokens, r.Echo == true ? p.Text ?? host.Tokenizer.Decode(p.Tokens) : null))
             .ToList();
         // OpenAI's default output length for a completion.
-        var input = new PlanInput(r, r.MaxTokens, 16, r.Logprobs, WireNames.Completion);
+        var input = new PlanInput(r, r.MaxTokens, 16, r.Logprobs, WireNames.Completion, StructuredOutputReader.ForCompletion(host.Constraints, r));
         return _planner.Plan(input, prompts, null, new Parsing(false, false), r.User);
     }
 

@@ -5,10 +5,13 @@ namespace TaH.Server.Api.Planning;
 /// <summary>
 /// How an endpoint spells the engine's request fields: chat sends its prompt as <c>messages</c>,
 /// may call max_tokens <c>max_completion_tokens</c> and the number of alternatives
-/// <c>top_logprobs</c>; the policy sits in the <c>tah</c> object.
+/// <c>top_logprobs</c>; the policy sits in the <c>tah</c> object. A structured output is named by
+/// the parameter that asked for it (response_format, tools for a forced tool_choice, guided_json, ...).
 /// </summary>
 internal sealed record WireNames(string Prompt, string MaxTokens, string Logprobs)
 {
+    public string Constraint { get; init; } = RequestFields.ResponseFormat;
+
     public static WireNames Completion { get; } = new("prompt", RequestFields.MaxTokens, "logprobs");
 
     public static WireNames Chat(string maxTokens) => new("messages", maxTokens, "top_logprobs");
@@ -18,6 +21,7 @@ internal sealed record WireNames(string Prompt, string MaxTokens, string Logprob
         RequestFields.Prompt => Prompt,
         RequestFields.MaxTokens => MaxTokens,
         RequestFields.Policy => "tah.policy",
+        RequestFields.ResponseFormat => Constraint,
         "logprobs" => Logprobs,
         _ => field,
     };
