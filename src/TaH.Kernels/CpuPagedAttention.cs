@@ -26,9 +26,17 @@ public sealed class CpuPagedAttention : IPagedAttention
     public Tensor Forward(AttentionPlan plan, Tensor q, Tensor k, Tensor v, LayerKv kv, double scale)
     {
         var p = (Plan)plan;
-        if (p.Direct.Length == 0 || q.dtype != ScalarType.Float32 || kv.Keys.dtype != ScalarType.Float32 || q.device_type != DeviceType.CPU)
+        if (p.Whole is { } whole)
         {
-            return _reference.Forward(p.Whole, q, k, v, kv, scale);
+            return _reference.Forward(whole, q, k, v, kv, scale);
+        }
+
+        if (q.dtype != ScalarType.Float32 || kv.Keys.dtype != ScalarType.Float32 || q.device_type != DeviceType.CPU)
+        {
+            // Tensors the direct path does not read: the reference, on a plan for this call only
+            // (made here, inside the caller's dispose scope, it cannot outlive the call).
+            using var once = _reference.Prepare(p.Batch, q.device);
+            return _reference.Forward(once, q, k, v, kv, scale);
         }
 
         using var scope = NewDisposeScope();
@@ -241,8 +249,6 @@ public sealed class CpuPagedAttention : IPagedAttention
         public Plan(AttentionBatch batch, Device device, ReferenceAttention reference)
             : base(batch)
         {
-            _device = device;
-            _reference = reference;
             var rowsOf = new List<int>[batch.Sequences.Count];
             for (int row = 0; row < batch.RowCount; row++)
             {
@@ -253,6 +259,7 @@ public sealed class CpuPagedAttention : IPagedAttention
             Direct = [.. Enumerable.Range(0, batch.RowCount).Where(r => !Many(batch.RowSequence[r]))];
             if (Direct.Length == 0)
             {
+                Whole = reference.Prepare(batch, device);
                 return;
             }
 
@@ -297,15 +304,8 @@ public sealed class CpuPagedAttention : IPagedAttention
             }
         }
 
-        private readonly Device _device;
-        private readonly ReferenceAttention _reference;
-        private AttentionPlan? _whole;
-
-        /// <summary>
-        /// The reference's plan for the whole batch: for steps with no direct row, and for tensors
-        /// the direct path does not read (not fp32, not on the CPU). Made on first use.
-        /// </summary>
-        public AttentionPlan Whole => _whole ??= _reference.Prepare(Batch, _device);
+        /// <summary>The reference's plan for the whole batch, when no row goes direct.</summary>
+        public AttentionPlan? Whole { get; }
 
         public int[] Direct { get; }
 
@@ -345,7 +345,7 @@ public sealed class CpuPagedAttention : IPagedAttention
                 return;
             }
 
-            _whole?.Dispose();
+            Whole?.Dispose();
             Batched?.Dispose();
             AllSlots?.Dispose();
             BatchedRows?.Dispose();
