@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Runtime.Intrinsics;
+using TaH.Kernels.Cpu;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -24,9 +26,17 @@ public sealed class CpuPagedAttention : IPagedAttention
     public Tensor Forward(AttentionPlan plan, Tensor q, Tensor k, Tensor v, LayerKv kv, double scale)
     {
         var p = (Plan)plan;
-        if (p.Direct.Length == 0 || q.dtype != ScalarType.Float32 || kv.Keys.dtype != ScalarType.Float32 || q.device_type != DeviceType.CPU)
+        if (p.Whole is { } whole)
         {
-            return _reference.Forward(p.Whole!, q, k, v, kv, scale);
+            return _reference.Forward(whole, q, k, v, kv, scale);
+        }
+
+        if (q.dtype != ScalarType.Float32 || kv.Keys.dtype != ScalarType.Float32 || q.device_type != DeviceType.CPU)
+        {
+            // Tensors the direct path does not read: the reference, on a plan for this call only
+            // (made here, inside the caller's dispose scope, it cannot outlive the call).
+            using var once = _reference.Prepare(p.Batch, q.device);
+            return _reference.Forward(once, q, k, v, kv, scale);
         }
 
         using var scope = NewDisposeScope();
@@ -46,44 +56,125 @@ public sealed class CpuPagedAttention : IPagedAttention
 
     private static unsafe void Direct(Plan p, Tensor q, LayerKv kv, Tensor output, float scale)
     {
-        // Raw pointers into contiguous CPU storage (the tensors outlive the parallel loop).
-        int heads = (int)q.shape[1], headDim = (int)q.shape[2], kvHeads = (int)kv.Keys.shape[1];
-        int groups = heads / kvHeads;
-        float* qs = (float*)Cuda.CudaNative.THSTensor_data(q.Handle);
-        float* keys = (float*)Cuda.CudaNative.THSTensor_data(kv.Keys.Handle);
-        float* values = (float*)Cuda.CudaNative.THSTensor_data(kv.Values.Handle);
-        float* outs = (float*)Cuda.CudaNative.THSTensor_data(output.Handle);
-        int[] rows = p.Direct, offsets = p.EntryOffsets;
-        long[] slots = p.EntrySlots;
+        // Raw pointers into contiguous CPU storage (the tensors outlive the run). The pool the
+        // weight kernels use: one set of threads, which idle blocked between runs.
+        var job = DirectJob.ForThread;
+        job.Set(p, q, kv, output, scale, CpuWorkerPool.Shared.Threads);
+        CpuWorkerPool.Shared.Run(job, p.Direct.Length * job.Splits);
+        job.Clear();
+    }
 
-        Parallel.For(0, rows.Length * kvHeads, item =>
+    /// <summary>One (row, KV head) of the direct rows: scores, softmax and the weighted values.</summary>
+    private sealed unsafe class DirectJob : PoolJob
+    {
+        /// <summary>Head dimensions per register pass of the paired path (4 x 8 floats per head).</summary>
+        private const int PairChunk = 32;
+
+        [ThreadStatic]
+        private static DirectJob? _forThread;
+
+        private Plan? _plan;
+        private float* _q;
+        private float* _keys;
+        private float* _values;
+        private float* _output;
+        private float _scale;
+        private int _heads;
+        private int _headDim;
+
+        public static DirectJob ForThread => _forThread ??= new DirectJob();
+
+        public int KvHeads { get; private set; }
+
+        /// <summary>Items per row: its KV heads in this many ranges (more than one only when rows are too few to share).</summary>
+        public int Splits { get; private set; }
+
+        public void Set(Plan plan, Tensor q, LayerKv kv, Tensor output, float scale, int threads)
         {
-            int i = item / kvHeads, h = item % kvHeads, row = rows[i];
-            int first = offsets[i], count = offsets[i + 1] - first;
-            float[] rented = ArrayPool<float>.Shared.Rent(groups * count);
+            _plan = plan;
+            _heads = (int)q.shape[1];
+            _headDim = (int)q.shape[2];
+            KvHeads = (int)kv.Keys.shape[1];
+            Splits = 1;
+            while (plan.Direct.Length * Splits < 2 * threads && Splits < KvHeads && KvHeads % (Splits * 2) == 0)
+            {
+                Splits *= 2;
+            }
+
+            _q = (float*)Cuda.CudaNative.THSTensor_data(q.Handle);
+            _keys = (float*)Cuda.CudaNative.THSTensor_data(kv.Keys.Handle);
+            _values = (float*)Cuda.CudaNative.THSTensor_data(kv.Values.Handle);
+            _output = (float*)Cuda.CudaNative.THSTensor_data(output.Handle);
+            _scale = scale;
+        }
+
+        public void Clear() => _plan = null;
+
+        /// <summary>
+        /// One row, a range of its KV heads. An entry's keys (and values) of all heads are one
+        /// contiguous run, so the entries are walked once for all the range's heads: walking them
+        /// per head would touch a different page for every entry of every head.
+        /// </summary>
+        public override void Execute(int item)
+        {
+            var p = _plan!;
+            int kvHeads = KvHeads, heads = _heads, headDim = _headDim, groups = heads / kvHeads;
+            int i = item / Splits, perItem = kvHeads / Splits, firstHead = (item % Splits) * perItem, row = p.Direct[i];
+            int first = p.EntryOffsets[i], count = p.EntryOffsets[i + 1] - first;
+            long[] slots = p.EntrySlots;
+            int span = groups * count;
+            float[] rented = ArrayPool<float>.Shared.Rent(perItem * span);
             try
             {
-                var scores = rented.AsSpan(0, groups * count);
+                var all = rented.AsSpan(0, perItem * span);
+                bool paired = groups == 2 && headDim % PairChunk == 0 && Vector256.IsHardwareAccelerated;
                 for (int e = 0; e < count; e++)
                 {
-                    var key = new ReadOnlySpan<float>(keys + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
-                    for (int g = 0; g < groups; g++)
+                    for (int j = 0; j < perItem; j++)
                     {
-                        var query = new ReadOnlySpan<float>(qs + (((long)row * heads) + (h * groups) + g) * headDim, headDim);
-                        scores[(g * count) + e] = TensorPrimitives.Dot(query, key) * scale;
+                        int h = firstHead + j;
+                        float* query = _q + ((((long)row * heads) + (h * groups)) * headDim);
+                        float* key = Entry(_keys, slots[first + e], h);
+                        var scores = all.Slice(j * span, span);
+                        if (paired)
+                        {
+                            PairScore(query, key, headDim, scores, count, e);
+                            continue;
+                        }
+
+                        for (int g = 0; g < groups; g++)
+                        {
+                            scores[(g * count) + e] = TensorPrimitives.Dot(new ReadOnlySpan<float>(query + (g * headDim), headDim), new ReadOnlySpan<float>(key, headDim)) * _scale;
+                        }
                     }
                 }
 
-                for (int g = 0; g < groups; g++)
+                for (int j = 0; j < perItem; j++)
                 {
-                    var weights = scores.Slice(g * count, count);
-                    TensorPrimitives.SoftMax(weights, weights);
-                    var result = new Span<float>(outs + ((((long)row * heads) + (h * groups) + g) * headDim), headDim);
-                    result.Clear();
-                    for (int e = 0; e < count; e++)
+                    int h = firstHead + j;
+                    var scores = all.Slice(j * span, span);
+                    for (int g = 0; g < groups; g++)
                     {
-                        var value = new ReadOnlySpan<float>(values + (((slots[first + e] * kvHeads) + h) * headDim), headDim);
-                        TensorPrimitives.MultiplyAdd(value, weights[e], result, result);
+                        var weights = scores.Slice(g * count, count);
+                        TensorPrimitives.SoftMax(weights, weights);
+                    }
+
+                    float* output = _output + ((((long)row * heads) + (h * groups)) * headDim);
+                    if (paired)
+                    {
+                        PairValues(output, headDim, slots, first, count, h, scores);
+                        continue;
+                    }
+
+                    for (int g = 0; g < groups; g++)
+                    {
+                        var weights = scores.Slice(g * count, count);
+                        var result = new Span<float>(output + (g * headDim), headDim);
+                        result.Clear();
+                        for (int e = 0; e < count; e++)
+                        {
+                            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(Entry(_values, slots[first + e], h), headDim), weights[e], result, result);
+                        }
                     }
                 }
             }
@@ -91,7 +182,66 @@ public sealed class CpuPagedAttention : IPagedAttention
             {
                 ArrayPool<float>.Shared.Return(rented);
             }
-        });
+        }
+
+        private float* Entry(float* pool, long slot, int head) => pool + (((slot * KvHeads) + head) * _headDim);
+
+        /// <summary>Both query heads of a KV head (Qwen3's 2:1 grouping) against one key, read once.</summary>
+        private void PairScore(float* query, float* key, int headDim, Span<float> scores, int count, int e)
+        {
+            float* q1 = query + headDim;
+            Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
+            for (int d = 0; d < headDim; d += 16)
+            {
+                var k0 = Vector256.Load(key + d);
+                var k1 = Vector256.Load(key + d + 8);
+                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(query + d), k0, a0);
+                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(query + d + 8), k1, a1);
+                b0 = Vector256.FusedMultiplyAdd(Vector256.Load(q1 + d), k0, b0);
+                b1 = Vector256.FusedMultiplyAdd(Vector256.Load(q1 + d + 8), k1, b1);
+            }
+
+            scores[e] = Vector256.Sum(a0 + a1) * _scale;
+            scores[count + e] = Vector256.Sum(b0 + b1) * _scale;
+        }
+
+        /// <summary>Both heads' weighted sums of the values, 32 dimensions at a time in registers, each value read once.</summary>
+        private void PairValues(float* output, int headDim, long[] slots, int first, int count, int h, ReadOnlySpan<float> weights)
+        {
+            for (int d = 0; d < headDim; d += PairChunk)
+            {
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
+                for (int e = 0; e < count; e++)
+                {
+                    float* v = Entry(_values, slots[first + e], h) + d;
+                    var wa = Vector256.Create(weights[e]);
+                    var wb = Vector256.Create(weights[count + e]);
+                    var v0 = Vector256.Load(v);
+                    var v1 = Vector256.Load(v + 8);
+                    var v2 = Vector256.Load(v + 16);
+                    var v3 = Vector256.Load(v + 24);
+                    a0 = Vector256.FusedMultiplyAdd(v0, wa, a0);
+                    a1 = Vector256.FusedMultiplyAdd(v1, wa, a1);
+                    a2 = Vector256.FusedMultiplyAdd(v2, wa, a2);
+                    a3 = Vector256.FusedMultiplyAdd(v3, wa, a3);
+                    b0 = Vector256.FusedMultiplyAdd(v0, wb, b0);
+                    b1 = Vector256.FusedMultiplyAdd(v1, wb, b1);
+                    b2 = Vector256.FusedMultiplyAdd(v2, wb, b2);
+                    b3 = Vector256.FusedMultiplyAdd(v3, wb, b3);
+                }
+
+                float* o = output + d, ob = output + headDim + d;
+                a0.Store(o);
+                a1.Store(o + 8);
+                a2.Store(o + 16);
+                a3.Store(o + 24);
+                b0.Store(ob);
+                b1.Store(ob + 8);
+                b2.Store(ob + 16);
+                b3.Store(ob + 24);
+            }
+        }
     }
 
     private sealed class Plan : AttentionPlan

@@ -58,12 +58,22 @@ public sealed class TorchFusedOps : IFusedOps
 
     public Tensor SoftTopKMix(Tensor topValues, Tensor topIds, int topK, Tensor embeddings)
     {
+        using var ids = topIds.narrow(1, 0, topK).reshape(-1);
+        using var rowsOfEmbeddings = embeddings.index_select(0, ids);
+        return MixRows(topValues, topK, rowsOfEmbeddings);
+    }
+
+    /// <summary>
+    /// The mix of <see cref="SoftTopKMix"/> over embedding rows already gathered,
+    /// <c>[rows * topK, hidden]</c> (for embeddings held in a format torch cannot index).
+    /// </summary>
+    public static Tensor MixRows(Tensor topValues, int topK, Tensor rowsOfEmbeddings)
+    {
         using var scope = NewDisposeScope();
         long rows = topValues.shape[0];
         var weights = topValues.narrow(1, 0, topK).softmax(1);
-        var ids = topIds.narrow(1, 0, topK);
-        var rowsOfEmbeddings = embeddings.index_select(0, ids.reshape(-1)).view(rows, topK, embeddings.shape[1]);
-        return weights.to(rowsOfEmbeddings.dtype).unsqueeze(1).bmm(rowsOfEmbeddings).squeeze(1).MoveToOuterDisposeScope();
+        var grouped = rowsOfEmbeddings.view(rows, topK, rowsOfEmbeddings.shape[1]);
+        return weights.to(grouped.dtype).unsqueeze(1).bmm(grouped).squeeze(1).MoveToOuterDisposeScope();
     }
 
     /// <summary>Rotate-half RoPE.</summary>

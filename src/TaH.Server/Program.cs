@@ -10,6 +10,7 @@ var serve = ServeCommand.Create();
 root.Subcommands.Add(serve);
 root.Subcommands.Add(GenerateCommand.Create());
 root.Subcommands.Add(InspectCommand.Create());
+root.Subcommands.Add(AccuracyCommand.Create());
 root.Subcommands.Add(TokenizeCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(CreateRandomCommand.Create());

@@ -8,7 +8,8 @@ namespace TaH.Kernels.Tests;
 /// <summary>
 /// The GPU machine's checks and benchmarks, as verbs of this test assembly (only the .NET runtime
 /// travels there, not the SDK): <c>info</c>, <c>attention</c>, <c>fused</c>, <c>bench</c>,
-/// <c>torch</c>, <c>compile-all</c>. Each writes its findings under <c>--out DIR</c>.
+/// <c>torch</c>, <c>compile-all</c>. Each writes its findings under <c>--out DIR</c>. Also
+/// <c>cpu-bench</c>, the CPU weight kernels' microbenchmark (any machine).
 /// </summary>
 internal static class GpuCheck
 {
@@ -16,7 +17,7 @@ internal static class GpuCheck
     {
         if (args.Length == 0)
         {
-            Console.Error.WriteLine("usage: TaH.Kernels.Tests info|attention|fused|bench|torch|engine-check|compile-all [--out DIR] [--cases N] [--dump N]");
+            Console.Error.WriteLine("usage: TaH.Kernels.Tests info|attention|fused|bench|torch|engine-check|compile-all|cpu-bench [--out DIR] [--cases N] [--dump N]");
             return 2;
         }
 
@@ -38,6 +39,7 @@ internal static class GpuCheck
                 "fused" => Fused(args.Contains("--quick")),
                 "bench" => Bench.Run(outDir, Arg("--only", "")),
                 "torch" => TorchCheck.Run(outDir),
+                "cpu-bench" => Cpu.CpuBench.Run(Arg("--isa", ""), int.Parse(Arg("--repeats", "20"), CultureInfo.InvariantCulture), args.Contains("--step")),
                 "engine-check" => EngineCheck.Run(Arg("--model", ""), int.Parse(Arg("--prompt-tokens", "24"), CultureInfo.InvariantCulture)),
                 _ => throw new ArgumentException($"unknown verb '{args[0]}'"),
             };

@@ -32,6 +32,32 @@ public sealed class BenchTimingsTests
     }
 
     [Fact]
+    public void TheKernelShareIsKernelTimeOverTheDecodeWindowsSteps()
+    {
+        var timings = new RunTimings(new BenchScenario(IterationPolicy.Never, 1, 4, 4));
+        int a = timings.AddRequest(0);
+        // A prefill step (kernel clock 0 -> 50 ms) before the window; then steps of 100 ms, 60 in kernels.
+        double kernel = 50;
+        timings.Step(100, kernel);
+        timings.Token(a, 100, 1);
+        foreach (double t in new[] { 200.0, 300, 400 })
+        {
+            kernel += 60;
+            timings.Step(t, kernel);
+            timings.Token(a, t, 1);
+        }
+
+        Assert.Equal(0.6, timings.Result().KernelShare!.Value, 9);
+
+        // Over HTTP no steps are seen: no share.
+        var http = new RunTimings(new BenchScenario(IterationPolicy.Never, 1, 4, 4));
+        int b = http.AddRequest(0);
+        http.Token(b, 100, 1);
+        http.Token(b, 200, 1);
+        Assert.Null(http.Result().KernelShare);
+    }
+
+    [Fact]
     public void RequestsTooShortForACommonWindowFallBackToTheWholeTail()
     {
         var timings = new RunTimings(new BenchScenario(IterationPolicy.Never, 2, 4, 2));

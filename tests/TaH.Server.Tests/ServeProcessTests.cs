@@ -40,6 +40,16 @@ public sealed class ServeProcessTests
     }
 
     [Fact]
+    public async Task AnUnknownWeightFormatIsOneLineAndExitCode2()
+    {
+        using var tah = TahProcess.Start("serve", "--model", TestModel.Directory, "--port", "0", "--weights", "int4");
+        Assert.True(tah.Process.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal(2, tah.Process.ExitCode);
+        await tah.Drained;
+        Assert.Equal("error: --weights must be fp32, bf16 or q8_0 (got 'int4')", tah.Error.Trim());
+    }
+
+    [Fact]
     public async Task AMissingModelDirectoryIsOneLineAndExitCode2()
     {
         using var tah = TahProcess.Start("serve", "--model", "/nonexistent/model", "--port", "0");

@@ -1,5 +1,6 @@
 using TaH.Engine.Config;
 using TaH.Engine.Kv;
+using TaH.Engine.Model;
 using TaH.Engine.TaH;
 
 namespace TaH.Engine.Generation;
@@ -16,6 +17,12 @@ public sealed record ServedModel
     public required string Directory { get; init; }
 
     public required int Layers { get; init; }
+
+    /// <summary>How the linear layers' weights are held (fp32, bf16, q8_0).</summary>
+    public required WeightFormat Weights { get; init; }
+
+    /// <summary>Memory the weights hold: base, head and decider.</summary>
+    public required long WeightBytes { get; init; }
 
     /// <summary>The deepest level a token can reach (max_iter); 1 for a plain Qwen3.</summary>
     public required int MaxDepth { get; init; }
@@ -54,6 +61,8 @@ public sealed record ServedModel
     {
         Directory = model.Directory,
         Layers = model.Config.NumHiddenLayers,
+        Weights = model.Base.Weights,
+        WeightBytes = model.WeightBytes,
         MaxDepth = model.MaxDepth,
         DeciderThreshold = model.Decider?.Threshold,
         VocabSize = model.Config.VocabSize,

@@ -17,12 +17,14 @@ public sealed class IterationDecider : IDisposable
     private const double LayerNormEps = 1e-5; // torch.nn.LayerNorm's default
 
     private readonly Dictionary<string, Tensor> _weights;
+    private readonly Dictionary<string, LinearWeight> _linears;
     private readonly DeciderLayout _layout;
 
-    private IterationDecider(DeciderLayout layout, Dictionary<string, Tensor> weights)
+    private IterationDecider(DeciderLayout layout, Dictionary<string, Tensor> weights, Dictionary<string, LinearWeight> linears)
     {
         _layout = layout;
         _weights = weights;
+        _linears = linears;
     }
 
     public DeciderConfig Config => _layout.Config;
@@ -33,9 +35,9 @@ public sealed class IterationDecider : IDisposable
     /// <summary>
     /// Builds the decider from its state dict, checking every parameter's presence and shape.
     /// Entries that are constructor arguments (the learned <c>threshold</c>) are ignored, as the
-    /// reference loader drops them.
+    /// reference loader drops them. The linear layers' matrices take the model's weight format.
     /// </summary>
-    public static IterationDecider Create(DeciderConfig config, IReadOnlyDictionary<string, Tensor> stateDict, string path, Device device, ScalarType dtype)
+    public static IterationDecider Create(DeciderConfig config, IReadOnlyDictionary<string, Tensor> stateDict, string path, ModelOptions options)
     {
         var layout = new DeciderLayout(config);
         var weights = new Dictionary<string, Tensor>();
@@ -53,7 +55,7 @@ public sealed class IterationDecider : IDisposable
                     throw new CheckpointException(path, $"decider parameter '{name}' has shape [{string.Join(", ", tensor.shape)}], expected [{string.Join(", ", shape)}] from the decider configuration");
                 }
 
-                weights[name] = tensor.to(dtype, device, copy: true).DetachFromDisposeScope();
+                weights[name] = tensor.to(options.DType, options.Device, copy: true).DetachFromDisposeScope();
             }
         }
         catch
@@ -66,8 +68,24 @@ public sealed class IterationDecider : IDisposable
             throw;
         }
 
-        return new IterationDecider(layout, weights);
+        // Matrices (the 2-D parameters) become linear weights; norms and biases stay tensors.
+        var linears = new Dictionary<string, LinearWeight>();
+        foreach (var (name, tensor) in weights.Where(w => w.Value.dim() == 2).ToArray())
+        {
+            linears[name] = LinearWeight.Create([tensor], options.Weights);
+            if (linears[name].Dense is null)
+            {
+                tensor.Dispose();
+            }
+
+            weights.Remove(name);
+        }
+
+        return new IterationDecider(layout, weights, linears);
     }
+
+    /// <summary>Memory the decider's parameters hold.</summary>
+    public long Bytes => _linears.Values.Sum(l => l.Bytes) + _weights.Values.Sum(t => t.numel() * t.ElementSize);
 
     /// <summary>
     /// Continue probabilities <c>[rows]</c> from the concatenated hidden entries
@@ -98,7 +116,7 @@ public sealed class IterationDecider : IDisposable
         return logit.squeeze(-1).sigmoid().MoveToOuterDisposeScope();
     }
 
-    private Tensor Linear(Tensor x, string name) => F.linear(x, _weights[$"{name}.weight"], _weights[$"{name}.bias"]);
+    private Tensor Linear(Tensor x, string name) => _linears[$"{name}.weight"].Forward(x, _weights[$"{name}.bias"]);
 
     private Tensor LayerNorm(Tensor x, string name) =>
         F.layer_norm(x, [x.shape[^1]], _weights[$"{name}.weight"], _weights[$"{name}.bias"], LayerNormEps);
@@ -108,6 +126,11 @@ public sealed class IterationDecider : IDisposable
         foreach (var w in _weights.Values)
         {
             w.Dispose();
+        }
+
+        foreach (var l in _linears.Values)
+        {
+            l.Dispose();
         }
     }
 }

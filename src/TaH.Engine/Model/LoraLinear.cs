@@ -34,12 +34,13 @@ internal readonly struct LoraRows
 /// <summary>
 /// A linear projection, optionally with a LoRA delta <c>B (A x)</c> (scaling folded into B) added
 /// to selected rows. Projections fused at load (q|k|v, gate|up) stack their A matrices and place
-/// their B matrices block-diagonally, so one fused delta equals the separate ones.
+/// their B matrices block-diagonally, so one fused delta equals the separate ones. The base weight
+/// is in the model's <see cref="WeightFormat"/>; the delta is fp32, from the same fp32 input.
 /// </summary>
-internal sealed class LoraLinear(Tensor weight, Tensor? bias, Tensor? loraA, Tensor? loraB) : IDisposable
+internal sealed class LoraLinear(LinearWeight weight, Tensor? bias, Tensor? loraA, Tensor? loraB) : IDisposable
 {
     /// <summary><c>[out, in]</c>.</summary>
-    public Tensor Weight { get; } = weight;
+    public LinearWeight Weight { get; } = weight;
 
     public Tensor? Bias { get; } = bias;
 
@@ -50,11 +51,14 @@ internal sealed class LoraLinear(Tensor weight, Tensor? bias, Tensor? loraA, Ten
     public Tensor? LoraB { get; } = loraB;
 
     public IEnumerable<Tensor> Parameters() =>
-        new[] { Weight, Bias, LoraA, LoraB }.OfType<Tensor>();
+        new[] { Weight.Dense, Bias, LoraA, LoraB }.OfType<Tensor>();
+
+    /// <summary>Memory held: the base weight in its format, the bias and LoRA.</summary>
+    public long Bytes => Weight.Bytes + new[] { Bias, LoraA, LoraB }.OfType<Tensor>().Sum(t => t.numel() * t.ElementSize);
 
     public Tensor Forward(Tensor x, in LoraRows rows)
     {
-        var y = F.linear(x, Weight, Bias);
+        var y = Weight.Forward(x, Bias);
         if (LoraA is null || LoraB is null || !rows.Any)
         {
             return y;

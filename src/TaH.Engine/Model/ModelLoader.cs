@@ -2,6 +2,7 @@ using TaH.Engine.Checkpoints;
 using TaH.Engine.Config;
 using TaH.Engine.TaH;
 using TaH.Kernels;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,18 +15,24 @@ public sealed record ModelOptions
 
     public Device Device { get; init; } = CPU;
 
-    /// <summary>Weights and activations; the CPU computes in fp32 whatever the file holds.</summary>
+    /// <summary>Activations (and dense weights); the CPU computes in fp32 whatever the file holds.</summary>
     public ScalarType DType { get; init; } = ScalarType.Float32;
+
+    /// <summary>How the linear maps' weights are held (the CPU only: a GPU holds them in <see cref="DType"/>).</summary>
+    public WeightFormat Weights { get; init; } = WeightFormat.Fp32;
 
     /// <summary>
     /// <c>cpu</c> (fp32) or <c>cuda</c> / <c>cuda:N</c> (bf16, the CUDA kernels); a GPU that
-    /// TorchSharp cannot reach is refused with the reason.
+    /// TorchSharp cannot reach is refused with the reason. <paramref name="weights"/>
+    /// (<c>fp32</c>, <c>bf16</c>, <c>q8_0</c>; default fp32) applies to the CPU; a GPU takes bf16
+    /// only, its one format.
     /// </summary>
-    public static ModelOptions Parse(string device)
+    public static ModelOptions Parse(string device, string? weights = null)
     {
+        var format = weights is null ? (WeightFormat?)null : WeightFormats.Parse(weights);
         if (device.Equals("cpu", StringComparison.OrdinalIgnoreCase))
         {
-            return Cpu;
+            return format is { } f and not WeightFormat.Fp32 ? new ModelOptions { Weights = f } : Cpu;
         }
 
         if (!device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase))
@@ -37,6 +44,11 @@ public sealed record ModelOptions
         if (device.Length > 4 && (device[4] != ':' || !int.TryParse(device.AsSpan(5), out index)))
         {
             throw new ArgumentException($"--device must be cpu or cuda[:N] (got '{device}')");
+        }
+
+        if (format is { } chosen and not WeightFormat.Bf16)
+        {
+            throw new ArgumentException($"--weights {chosen.Name()} runs on the CPU; on a GPU the weights are bf16");
         }
 
         if (!torch.cuda.is_available())
@@ -55,7 +67,11 @@ public sealed record ModelOptions
 /// </summary>
 public static class ModelLoader
 {
-    public static TaHModel Load(string directory, ModelOptions? options = null)
+    /// <summary>
+    /// Loads <paramref name="directory"/>. <paramref name="progress"/> hears of each linear map
+    /// built (read, and converted to <see cref="ModelOptions.Weights"/>), for a progress bar.
+    /// </summary>
+    public static TaHModel Load(string directory, ModelOptions? options = null, Action<LoadProgress>? progress = null)
     {
         options ??= ModelOptions.Cpu;
         directory = Path.GetFullPath(directory);
@@ -76,7 +92,11 @@ public static class ModelLoader
         var adapter = tah is null ? null : LoraAdapter.LoadIfPresent(Path.Combine(directory, "lora"), config);
         try
         {
-            var baseModel = LoadBase(weights, config, adapter, options);
+            int deciderLinears = tah is not null && tah.MaxIter > 1 ? 1 : 0;
+            var counter = new ProgressCounter(
+                (config.NumHiddenLayers * 4) + (config.TieWordEmbeddings ? 1 : 2) + deciderLinears,
+                progress);
+            var baseModel = LoadBase(weights, config, adapter, options, counter);
             IterationDecider? decider = null;
             try
             {
@@ -85,6 +105,9 @@ public static class ModelLoader
                 {
                     decider = LoadDecider(deciderPath, tah, config, options);
                 }
+
+                counter.Finish();
+                WeightMemory.ReturnFreedMemory();
 
                 return new TaHModel(baseModel, decider, tah?.MaxIter ?? 1, tah?.InputTopK ?? 1, adapter is not null, generation, directory);
             }
@@ -120,38 +143,56 @@ public static class ModelLoader
         }
     }
 
-    private static Qwen3Model LoadBase(SafeTensorsCheckpoint weights, Qwen3Config config, LoraAdapter? adapter, ModelOptions options)
+    private static Qwen3Model LoadBase(SafeTensorsCheckpoint weights, Qwen3Config config, LoraAdapter? adapter, ModelOptions options, ProgressCounter progress)
     {
         // Everything made here is disposed with the scope unless the model keeps it.
         using var scope = NewDisposeScope();
+        bool dense = options.Weights == WeightFormat.Fp32;
         Tensor Take(string name)
         {
             using var raw = weights.Load(name);
             return raw.to(options.DType, options.Device, copy: true);
         }
 
-        var embed = Take("model.embed_tokens.weight");
+        // A linear map's weight: a kernel format converts from the type on disk, freeing each
+        // tensor once converted, so loading holds one layer's weights beside the converted ones.
+        Tensor TakeWeight(string name) => dense ? Take(name) : weights.Load(name);
+
+        LinearWeight Linear(string name)
+        {
+            var tensor = TakeWeight(name);
+            var weight = Convert(weights, [name], [tensor], options.Weights);
+            if (!dense)
+            {
+                tensor.Dispose();
+            }
+
+            progress.Step();
+            return weight;
+        }
+
+        var embed = Linear("model.embed_tokens.weight");
         var layers = new Qwen3DecoderLayer[config.NumHiddenLayers];
         for (int i = 0; i < layers.Length; i++)
         {
             string p = $"model.layers.{i}";
             Tensor? Bias(string module) => config.AttentionBias ? Take($"{p}.self_attn.{module}.bias") : null;
             (string, Tensor, Tensor?) Projection(string block, string module, bool bias = false) =>
-                (module, Take($"{p}.{block}.{module}.weight"), bias ? Bias(module) : null);
+                (module, TakeWeight($"{p}.{block}.{module}.weight"), bias ? Bias(module) : null);
 
             layers[i] = new Qwen3DecoderLayer(
                 Take($"{p}.input_layernorm.weight"),
-                Fuse(i, [Projection("self_attn", "q_proj", true), Projection("self_attn", "k_proj", true), Projection("self_attn", "v_proj", true)], adapter, options),
+                Fuse(weights, i, [Projection("self_attn", "q_proj", true), Projection("self_attn", "k_proj", true), Projection("self_attn", "v_proj", true)], adapter, options, progress),
                 Take($"{p}.self_attn.q_norm.weight"),
                 Take($"{p}.self_attn.k_norm.weight"),
-                Fuse(i, [Projection("self_attn", "o_proj")], adapter, options),
+                Fuse(weights, i, [Projection("self_attn", "o_proj")], adapter, options, progress),
                 Take($"{p}.post_attention_layernorm.weight"),
-                Fuse(i, [Projection("mlp", "gate_proj"), Projection("mlp", "up_proj")], adapter, options),
-                Fuse(i, [Projection("mlp", "down_proj")], adapter, options));
+                Fuse(weights, i, [Projection("mlp", "gate_proj"), Projection("mlp", "up_proj")], adapter, options, progress),
+                Fuse(weights, i, [Projection("mlp", "down_proj")], adapter, options, progress));
         }
 
         var norm = Take("model.norm.weight");
-        var lmHead = config.TieWordEmbeddings ? embed : Take("lm_head.weight");
+        var lmHead = config.TieWordEmbeddings ? embed : Linear("lm_head.weight");
         var model = new Qwen3Model(config, embed, layers, norm, lmHead);
         foreach (var tensor in model.Parameters())
         {
@@ -159,6 +200,19 @@ public static class ModelLoader
         }
 
         return model;
+    }
+
+    /// <summary>A weight in its format; a value the format cannot hold is the checkpoint's problem, named.</summary>
+    private static LinearWeight Convert(SafeTensorsCheckpoint weights, string[] names, Tensor[] parts, WeightFormat format)
+    {
+        try
+        {
+            return LinearWeight.Create(parts, format);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CheckpointException(weights.SourcePath, $"{string.Join(" | ", names)}: cannot convert to {format.Name()}: {e.Message}");
+        }
     }
 
     /// <summary>Every base weight and the shape config.json implies for it.</summary>
@@ -202,9 +256,9 @@ public static class ModelLoader
     /// freeing the parts. Their LoRA matrices stack the same way: A rows on top of each other, B
     /// block-diagonal, so the fused delta equals the separate deltas side by side.
     /// </summary>
-    private static LoraLinear Fuse(int layer, (string Module, Tensor Weight, Tensor? Bias)[] parts, LoraAdapter? adapter, ModelOptions options)
+    private static LoraLinear Fuse(SafeTensorsCheckpoint weights, int layer, (string Module, Tensor Weight, Tensor? Bias)[] parts, LoraAdapter? adapter, ModelOptions options, ProgressCounter progress)
     {
-        var weight = parts.Length == 1 ? parts[0].Weight : cat(parts.Select(p => p.Weight).ToArray(), 0);
+        var weight = Convert(weights, [.. parts.Select(p => $"model.layers.{layer}.{p.Module}")], [.. parts.Select(p => p.Weight)], options.Weights);
         Tensor? bias = parts[0].Bias is null ? null
             : parts.Length == 1 ? parts[0].Bias : cat(parts.Select(p => p.Bias!).ToArray(), 0);
         var pairs = parts.Select(p => adapter?.Find(layer, p.Module)).ToArray();
@@ -213,8 +267,8 @@ public static class ModelLoader
         if (pairs.Any(pair => pair is not null))
         {
             long rankTotal = pairs.Sum(pair => pair?.A.shape[0] ?? 0);
-            loraA = zeros(rankTotal, weight.shape[1], dtype: options.DType, device: options.Device);
-            loraB = zeros(weight.shape[0], rankTotal, dtype: options.DType, device: options.Device);
+            loraA = zeros(rankTotal, weight.InFeatures, dtype: options.DType, device: options.Device);
+            loraB = zeros(weight.OutFeatures, rankTotal, dtype: options.DType, device: options.Device);
             long row = 0, rank = 0;
             for (int j = 0; j < parts.Length; j++)
             {
@@ -232,15 +286,22 @@ public static class ModelLoader
             }
         }
 
-        if (parts.Length > 1)
+        // Parts the weight did not take over are freed now, not with the loader's scope.
+        bool takenOver = parts.Length == 1 && weight.Dense is not null;
+        foreach (var part in parts)
         {
-            foreach (var part in parts)
+            if (!takenOver)
             {
                 part.Weight.Dispose();
+            }
+
+            if (parts.Length > 1)
+            {
                 part.Bias?.Dispose();
             }
         }
 
+        progress.Step();
         return new LoraLinear(weight, bias, loraA, loraB);
     }
 
@@ -290,11 +351,30 @@ public static class ModelLoader
                 }
             }
 
-            return IterationDecider.Create(config, tensors, path, options.Device, options.DType);
+            return IterationDecider.Create(config, tensors, path, options);
         }
         finally
         {
             PyJson.DisposeTensors(loaded);
+        }
+    }
+}
+
+/// <summary>How far loading has come: linear maps built of the total.</summary>
+public readonly record struct LoadProgress(int Done, int Total);
+
+internal sealed class ProgressCounter(int total, Action<LoadProgress>? report)
+{
+    private int _done;
+
+    public void Step() => report?.Invoke(new LoadProgress(Math.Min(++_done, total), total));
+
+    public void Finish()
+    {
+        if (_done < total)
+        {
+            _done = total;
+            report?.Invoke(new LoadProgress(total, total));
         }
     }
 }

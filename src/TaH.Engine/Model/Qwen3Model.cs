@@ -1,6 +1,7 @@
 using TaH.Engine.Config;
 using TaH.Engine.Kv;
 using TaH.Kernels;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -36,35 +37,47 @@ public sealed class Qwen3Model : IDisposable
 {
     private readonly Tensor _invFreq;
 
-    internal Qwen3Model(Qwen3Config config, Tensor embedTokens, Qwen3DecoderLayer[] layers, Tensor norm, Tensor lmHead)
+    internal Qwen3Model(Qwen3Config config, LinearWeight embedTokens, Qwen3DecoderLayer[] layers, Tensor norm, LinearWeight lmHead)
     {
         Config = config;
         EmbedTokens = embedTokens;
         Layers = layers;
         Norm = norm;
         LmHead = lmHead;
-        Ops = FusedOps.For(embedTokens.device);
+        Device = norm.device;
+        DType = norm.dtype;
+        // Kernel-format weights make steps short enough that torch's per-op dispatch shows: the
+        // small ops then run in place too. The fp32 path keeps torch's ops, bit for bit.
+        Ops = Device.type == DeviceType.CPU && lmHead.Dense is null ? CpuFusedOps.Instance : FusedOps.For(Device);
         using (NewDisposeScope())
         {
             var exponents = arange(0, config.HeadDim, 2, dtype: ScalarType.Int64).to(ScalarType.Float32).div_(PinnedScalars.Of(config.HeadDim));
-            _invFreq = pow(config.RopeTheta, exponents).reciprocal_().to(embedTokens.device).DetachFromDisposeScope();
+            _invFreq = pow(config.RopeTheta, exponents).reciprocal_().to(Device).DetachFromDisposeScope();
         }
     }
 
     public Qwen3Config Config { get; }
 
-    /// <summary><c>model.embed_tokens.weight</c> <c>[vocab, hidden]</c>.</summary>
-    public Tensor EmbedTokens { get; }
+    /// <summary><c>model.embed_tokens.weight</c> <c>[vocab, hidden]</c>, read a row per token.</summary>
+    internal LinearWeight EmbedTokens { get; }
 
     internal Qwen3DecoderLayer[] Layers { get; }
 
     /// <summary><c>model.norm.weight</c>.</summary>
     public Tensor Norm { get; }
 
-    /// <summary><c>lm_head.weight</c>, or the embedding matrix when tied.</summary>
-    public Tensor LmHead { get; }
+    /// <summary><c>lm_head.weight</c>, or the embedding matrix when tied (one object, held once).</summary>
+    internal LinearWeight LmHead { get; }
 
-    public Device Device => EmbedTokens.device;
+    public Device Device { get; }
+
+    /// <summary>How the linear maps' weights are held.</summary>
+    public WeightFormat Weights => LmHead.Format;
+
+    /// <summary>Memory of the weights: linear maps (the tied head once), norms, LoRA.</summary>
+    public long WeightBytes =>
+        EmbedTokens.Bytes + (ReferenceEquals(LmHead, EmbedTokens) ? 0 : LmHead.Bytes)
+        + Layers.Sum(l => l.WeightBytes) + (Norm.numel() * Norm.ElementSize);
 
     /// <summary>RMSNorm, q/k norm + RoPE and the soft input mix: CUDA kernels on a GPU, TorchSharp ops on the CPU.</summary>
     public IFusedOps Ops { get; }
@@ -72,11 +85,10 @@ public sealed class Qwen3Model : IDisposable
     /// <summary>Every weight tensor the model holds (the tied head once).</summary>
     internal IEnumerable<Tensor> Parameters()
     {
-        yield return EmbedTokens;
         yield return Norm;
-        if (!ReferenceEquals(LmHead, EmbedTokens))
+        foreach (var weight in new[] { EmbedTokens, LmHead }.Distinct().Select(w => w.Dense).OfType<Tensor>())
         {
-            yield return LmHead;
+            yield return weight;
         }
 
         foreach (var layer in Layers)
@@ -88,7 +100,27 @@ public sealed class Qwen3Model : IDisposable
         }
     }
 
-    public ScalarType DType => EmbedTokens.dtype;
+    /// <summary>The activations' type: fp32 on the CPU whatever the weights, bf16 on a GPU.</summary>
+    public ScalarType DType { get; }
+
+    /// <summary>Input embeddings of token ids: rows of the embedding, dequantised when it is quantised.</summary>
+    internal Tensor Embed(Tensor ids) => EmbedTokens.Rows(ids);
+
+    /// <summary>The <paramref name="k"/> largest logits of each row, descending, with their ids (one pass on the CPU for kernel formats).</summary>
+    internal (Tensor Values, Tensor Indices) TopK(Tensor rows, int k) => Ops is CpuFusedOps ? CpuTopK.Select(rows, k) : rows.topk(k);
+
+    /// <summary>The soft input of rows that go deeper (see <see cref="IFusedOps.SoftTopKMix"/>), over the embedding in its format.</summary>
+    internal Tensor SoftInput(Tensor topValues, Tensor topIds, int topK)
+    {
+        if (EmbedTokens.Dense is { } table)
+        {
+            return Ops.SoftTopKMix(topValues, topIds, topK, table);
+        }
+
+        using var ids = topIds.narrow(1, 0, topK).reshape(-1);
+        using var rows = EmbedTokens.Rows(ids);
+        return TorchFusedOps.MixRows(topValues, topK, rows);
+    }
 
     /// <summary>RoPE tables for the rows' positions, <c>[rows, 1, headDim]</c> each.</summary>
     internal (Tensor Cos, Tensor Sin) Rotary(Tensor positions)
@@ -132,7 +164,7 @@ public sealed class Qwen3Model : IDisposable
     }
 
     /// <summary><c>[rows, vocab]</c> logits of final hidden states.</summary>
-    internal Tensor Logits(Tensor hidden) => F.linear(hidden, LmHead);
+    internal Tensor Logits(Tensor hidden) => LmHead.Forward(hidden, null);
 
     public void Dispose()
     {
@@ -182,6 +214,10 @@ internal sealed class Qwen3DecoderLayer(
     public IEnumerable<Tensor> Parameters() =>
         new[] { InputLayernorm, QNorm, KNorm, PostAttentionLayernorm }
             .Concat(new[] { QkvProj, OProj, GateUpProj, DownProj }.SelectMany(p => p.Parameters()));
+
+    public long WeightBytes =>
+        new[] { InputLayernorm, QNorm, KNorm, PostAttentionLayernorm }.Sum(t => t.numel() * t.ElementSize)
+        + new[] { QkvProj, OProj, GateUpProj, DownProj }.Sum(p => p.Bytes);
 
     public Tensor Forward(Tensor x, int layerIndex, ForwardContext context, Qwen3Config config, IFusedOps ops)
     {

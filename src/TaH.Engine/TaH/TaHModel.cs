@@ -45,6 +45,9 @@ public sealed class TaHModel : IDisposable
 
     public Qwen3Config Config => Base.Config;
 
+    /// <summary>Memory the weights hold: base, head and decider.</summary>
+    public long WeightBytes => Base.WeightBytes + (Decider?.Bytes ?? 0);
+
     /// <summary>Stop ids: generation_config.json's, else config.json's.</summary>
     public IReadOnlyList<int> EosTokenIds => Generation.EosTokenIds.Length > 0 ? Generation.EosTokenIds : Config.EosTokenIds;
 
@@ -78,7 +81,7 @@ public sealed class TaHModel : IDisposable
         if (tokenRows.Length > 0)
         {
             var ids = Index(tokenRows.Select(i => rows[i].Token), device);
-            x.index_copy_(0, Index(tokenRows, device), Base.EmbedTokens.index_select(0, ids));
+            x.index_copy_(0, Index(tokenRows, device), Base.Embed(ids));
         }
 
         if (latentRows.Length > 0)
@@ -145,7 +148,7 @@ public sealed class TaHModel : IDisposable
         Tensor? topValues = null, topIndices = null;
         if (open.Length > 0)
         {
-            (topValues, topIndices) = cumulative.index_select(0, Index(open, device)).topk(topK);
+            (topValues, topIndices) = Base.TopK(cumulative.index_select(0, Index(open, device)), topK);
         }
 
         // Continue probabilities for the rows the decider judges (indices into `open`).
@@ -170,7 +173,7 @@ public sealed class TaHModel : IDisposable
         if (deeper.Length > 0)
         {
             var deeperIndex = Index(deeper, device);
-            soft = Base.Ops.SoftTopKMix(topValues!.index_select(0, deeperIndex), topIndices!.index_select(0, deeperIndex), InputTopK, Base.EmbedTokens);
+            soft = Base.SoftInput(topValues!.index_select(0, deeperIndex), topIndices!.index_select(0, deeperIndex), InputTopK);
         }
 
         var results = new StepRowResult[chunk.Length];

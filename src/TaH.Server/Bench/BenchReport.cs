@@ -9,14 +9,14 @@ internal static class BenchReport
 {
     public static void WriteTable(TextWriter output, IReadOnlyList<BenchResult> results)
     {
-        output.WriteLine($"{"policy",-24} {"conc",5} {"decode tok/s",13} {"ms/token",9} {"TTFT p50/p90/p99 ms",22} {"ITL p50/p90/p99 ms",22} {"depth-2",8} {"KV MiB d1/d2",14}");
+        output.WriteLine($"{"policy",-24} {"conc",5} {"decode tok/s",13} {"ms/token",9} {"TTFT p50/p90/p99 ms",22} {"ITL p50/p90/p99 ms",22} {"depth-2",8} {"KV MiB d1/d2",14} {"kernels",8}");
         foreach (var r in results)
         {
             output.WriteLine(
                 $"{r.Scenario.Policy,-24} {r.Scenario.Concurrency,5} {r.DecodeTokensPerSecond,13:F2} {r.MsPerToken,9:F1} " +
                 $"{$"{r.TimeToFirstTokenP50:F0}/{r.TimeToFirstTokenP90:F0}/{r.TimeToFirstTokenP99:F0}",22} " +
                 $"{$"{r.InterTokenP50:F0}/{r.InterTokenP90:F0}/{r.InterTokenP99:F0}",22} {r.Depth2Share,8:P1} " +
-                $"{$"{Mib(r.KvBytesDepth1):F1}/{Mib(r.KvBytesDepth2):F1}",14}");
+                $"{$"{Mib(r.KvBytesDepth1):F1}/{Mib(r.KvBytesDepth2):F1}",14} {(r.KernelShare is { } k ? k.ToString("P0", CultureInfo.InvariantCulture) : "-"),8}");
         }
 
         foreach (string line in Ratios(results))
@@ -100,6 +100,7 @@ internal static class BenchReport
             depth2_share = r.Depth2Share,
             kv_bytes_depth1 = r.KvBytesDepth1,
             kv_bytes_depth2 = r.KvBytesDepth2,
+            weight_kernel_share = r.KernelShare,
         });
 
     private static double Mib(long bytes) => bytes / (1024.0 * 1024.0);

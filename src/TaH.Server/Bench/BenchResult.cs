@@ -17,7 +17,8 @@ internal sealed record BenchResult(
     double InterTokenP99,
     double Depth2Share,
     long KvBytesDepth1,
-    long KvBytesDepth2)
+    long KvBytesDepth2,
+    double? KernelShare = null)
 {
     /// <summary>Aggregate cost of one decoded token.</summary>
     public double MsPerToken => 1000 / DecodeTokensPerSecond;
@@ -38,7 +39,8 @@ internal sealed record BenchResult(
             M(r => r.InterTokenP99),
             M(r => r.Depth2Share),
             L(r => r.KvBytesDepth1),
-            L(r => r.KvBytesDepth2));
+            L(r => r.KvBytesDepth2),
+            runs.All(r => r.KernelShare is not null) ? M(r => r.KernelShare!.Value) : null);
     }
 
     /// <summary>Linear-interpolated percentile (q in [0, 1]).</summary>
@@ -60,6 +62,7 @@ internal sealed record BenchResult(
 internal sealed class RunTimings(BenchScenario scenario)
 {
     private readonly List<(double Submitted, List<double> Tokens)> _requests = [];
+    private readonly List<(double At, double KernelMs)> _steps = [];
 
     public int Deep { get; set; }
 
@@ -74,6 +77,9 @@ internal sealed class RunTimings(BenchScenario scenario)
         _requests.Add((submittedMs, []));
         return _requests.Count - 1;
     }
+
+    /// <summary>An engine step ended at <paramref name="atMs"/>, with the weight kernels' clock at <paramref name="kernelMs"/> (in-process runs).</summary>
+    public void Step(double atMs, double kernelMs) => _steps.Add((atMs, kernelMs));
 
     public void Token(int request, double atMs, int depth)
     {
@@ -100,6 +106,10 @@ internal sealed class RunTimings(BenchScenario scenario)
         int decodeTokens = _requests.Sum(r => r.Tokens.Count(t => t > decodeStart && t <= end));
         var ttft = _requests.Select(r => r.Tokens[0] - r.Submitted).ToArray();
         var gaps = _requests.SelectMany(r => r.Tokens.Zip(r.Tokens.Skip(1), (a, b) => b - a)).ToArray();
+        // Kernel time over the same window, from the clock read at the ends of the window's steps.
+        var window = _steps.Where(s => s.At >= decodeStart && s.At <= end).ToArray();
+        double? kernelShare = window.Length < 2 || window[^1].KernelMs == 0 ? null
+            : (window[^1].KernelMs - window[0].KernelMs) / (window[^1].At - window[0].At);
         return new BenchResult(
             scenario,
             decodeTokens / Math.Max(1e-9, (end - decodeStart) / 1000),
@@ -111,6 +121,7 @@ internal sealed class RunTimings(BenchScenario scenario)
             BenchResult.Percentile(gaps, 0.99),
             Total == 0 ? 0 : (double)Deep / Total,
             KvBytesDepth1,
-            KvBytesDepth2);
+            KvBytesDepth2,
+            kernelShare);
     }
 }

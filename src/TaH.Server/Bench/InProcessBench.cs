@@ -2,6 +2,7 @@ using System.Diagnostics;
 using TaH.Engine.Generation;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
+using TaH.Kernels.Cpu;
 
 namespace TaH.Server.Bench;
 
@@ -41,6 +42,7 @@ internal sealed class InProcessBench(TaHModel model, int kvBlocks)
         {
             var events = engine.Step();
             double now = clock.Elapsed.TotalMilliseconds;
+            timings.Step(now, KernelClock.Elapsed.TotalMilliseconds);
             foreach (var (sequence, e) in events)
             {
                 timings.Token(requestOf[sequence], now, e.Depth);

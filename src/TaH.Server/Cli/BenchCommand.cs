@@ -38,23 +38,24 @@ internal static class BenchCommand
         };
         var structured = new Option<string?>("--structured") { Description = "instead: structured outputs over a JSON list of {name, schema} (compile time, mask time per token, decode tok/s with and without a constraint)" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "with --structured: the tokenizer directory (default: the model's)" };
+        var weights = CommonOptions.Weights();
         var overload = new OverloadOptions();
         var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url); with --arrival-rate, elastic depth off and on under overload")
         {
-            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, busy, structured, tokenizer,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, weights, busy, structured, tokenizer,
         };
         overload.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
             if (result.GetValue(overload.ArrivalRate) is { } arrivalRate)
             {
-                return RunOverload(result, overload, arrivalRate, model, url, kvBlocks, threshold, target, promptTokens, tokens, json, seed, device, rounds);
+                return RunOverload(result, overload, arrivalRate, model, url, kvBlocks, threshold, target, promptTokens, tokens, json, seed, device, weights, rounds);
             }
 
             int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens);
             if (result.GetValue(structured) is { } corpus)
             {
-                using var loaded = ModelLoader.Load(result.GetValue(model) ?? throw new ArgumentException("--structured needs --model DIR"), ModelOptions.Parse(result.GetValue(device)!));
+                using var loaded = CommonOptions.Load(result.GetValue(model) ?? throw new ArgumentException("--structured needs --model DIR"), result.GetValue(device)!, result.GetValue(weights));
                 StructuredBench.Run(loaded, result.GetValue(tokenizer) ?? loaded.Directory, corpus, prompt, decode, result.GetValue(rounds), result.GetValue(seed), result.GetValue(json), Console.Out);
                 return 0;
             }
@@ -77,6 +78,11 @@ internal static class BenchCommand
                     throw new ArgumentException("--target-share needs the model in process (--model); against a server, pass --threshold");
                 }
 
+                if (result.GetValue(weights) is not null)
+                {
+                    throw new ArgumentException("--weights needs the model in process (--model); a server's weights are its own --weights");
+                }
+
                 var (served, vocab) = HttpBench.DescribeAsync(baseUrl, result.GetValue(apiKey)).GetAwaiter().GetResult();
                 var http = new HttpBench(baseUrl, result.GetValue(apiKey), served, vocab);
                 owned = http;
@@ -86,9 +92,10 @@ internal static class BenchCommand
             }
             else
             {
-                var tah = ModelLoader.Load(
+                var tah = CommonOptions.Load(
                     result.GetValue(model) ?? throw new ArgumentException("give --model DIR, or --url of a running server"),
-                    ModelOptions.Parse(result.GetValue(device)!));
+                    result.GetValue(device)!,
+                    result.GetValue(weights));
                 owned = tah;
                 int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
                 var bench = new InProcessBench(tah, blocks);
@@ -106,6 +113,10 @@ internal static class BenchCommand
                     model = tah.Directory,
                     layers = tah.Config.NumHiddenLayers,
                     hidden = tah.Config.HiddenSize,
+                    weights = tah.Base.Weights.Name(),
+                    weight_bytes = tah.WeightBytes,
+                    cpu_isa = TaH.Kernels.Cpu.CpuIsas.Best.ToString().ToLowerInvariant(),
+                    cpu_pool_threads = TaH.Kernels.Cpu.CpuWorkerPool.Shared.Threads,
                     kv_blocks = blocks,
                     torch_threads = TorchSharp.torch.get_num_threads(),
                     omp_wait_policy = Environment.GetEnvironmentVariable(TaH.Engine.Serving.ThreadPolicy.OmpWaitPolicy),
@@ -114,7 +125,7 @@ internal static class BenchCommand
                     decider_rate = result.GetValue(target),
                     rounds = result.GetValue(rounds),
                 };
-                Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}; " +
+                Console.Error.WriteLine($"model {tah.Directory}: {tah.Config.NumHiddenLayers} layers, hidden {tah.Config.HiddenSize}, vocab {tah.Config.VocabSize}, {tah.Base.Weights.Name()} weights; " +
                     $"prompt {prompt} + {decode} decoded tokens per request; {blocks} KV blocks; torch threads {TorchSharp.torch.get_num_threads()}");
             }
 
@@ -175,7 +186,7 @@ internal static class BenchCommand
 
     /// <summary>Elastic depth off, then on, under the same open-loop overload, in this process.</summary>
     private static int RunOverload(ParseResult result, OverloadOptions overload, double arrivalRate, Option<string> model, Option<Uri?> url, Option<int> kvBlocks,
-        Option<double?> threshold, Option<double?> target, Option<int> promptTokens, Option<int> tokens, Option<string?> json, Option<int> seed, Option<string> device, Option<int> rounds)
+        Option<double?> threshold, Option<double?> target, Option<int> promptTokens, Option<int> tokens, Option<string?> json, Option<int> seed, Option<string> device, Option<string?> weights, Option<int> rounds)
     {
         if (result.GetValue(url) is not null)
         {
@@ -187,9 +198,10 @@ internal static class BenchCommand
             throw new ArgumentException("--arrival-rate and --duration must be positive");
         }
 
-        using var tah = ModelLoader.Load(
+        using var tah = CommonOptions.Load(
             result.GetValue(model) ?? throw new ArgumentException("--arrival-rate needs --model DIR"),
-            ModelOptions.Parse(result.GetValue(device)!));
+            result.GetValue(device)!,
+            result.GetValue(weights));
         if (tah.Supports(IterationPolicy.Decider) is { } problem)
         {
             throw new ArgumentException(problem);

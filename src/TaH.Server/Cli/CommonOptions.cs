@@ -1,8 +1,12 @@
 using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
 using TaH.Engine.Config;
+using TaH.Engine.Model;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
 using TaH.Training;
+using TaH.Training.Reporting;
 
 namespace TaH.Server.Cli;
 
@@ -35,6 +39,33 @@ internal static class CommonOptions
 
     public static IterationPolicy ReadPolicy(ParseResult result, Option<string> policy, Option<double?> threshold) =>
         IterationPolicy.Parse(result.GetValue(policy)!, result.GetValue(threshold));
+
+    public static Option<string?> Weights() => new("--weights")
+    {
+        Description = "how the CPU holds the linear layers' weights: fp32 (default), bf16, or q8_0 (GGUF's 8-bit blocks, int8 kernels); converted at load",
+    };
+
+    /// <summary>
+    /// Loads a model for a verb: a progress bar on a terminal while a kernel format converts the
+    /// weights, then one line with what they take.
+    /// </summary>
+    public static TaHModel Load(string directory, string device, string? weights)
+    {
+        var options = ModelOptions.Parse(device, weights);
+        if (options.Weights == WeightFormat.Fp32)
+        {
+            return ModelLoader.Load(directory, options);
+        }
+
+        string name = options.Weights.Name();
+        ProgressBar? bar = null;
+        var clock = Stopwatch.StartNew();
+        var model = ModelLoader.Load(directory, options, Console.IsErrorRedirected ? null : p => (bar ??= new ProgressBar($"{name} weights", p.Total)).Update(p.Done));
+        bar?.Done();
+        long bytes = model.WeightBytes;
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name} weights: {bytes / 1e6:F0} MB (base, head and decider), loaded in {clock.Elapsed.TotalSeconds:F1} s"));
+        return model;
+    }
 }
 
 /// <summary>The sampling flags, defaulting to the model's generation_config.json as vLLM does.</summary>

@@ -20,10 +20,11 @@ internal static class InspectCommand
         var threshold = CommonOptions.Threshold();
         var greedy = new Option<int>("--greedy") { Description = "greedy tokens to decode after the prompt", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out", "-o") { Description = "JSON file to write", Required = true };
+        var weights = CommonOptions.Weights();
 
         var command = new Command("inspect", "write per-position depths, continue probabilities and logits as JSON (the fixtures' golden format)")
         {
-            model, ids, policy, threshold, greedy, output,
+            model, ids, policy, threshold, greedy, output, weights,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -34,7 +35,7 @@ internal static class InspectCommand
                 throw new ArgumentException($"--greedy must be 0 or more (got {steps})");
             }
 
-            using var tah = ModelLoader.Load(result.GetValue(model)!);
+            using var tah = CommonOptions.Load(result.GetValue(model)!, "cpu", result.GetValue(weights));
             var chosen = CommonOptions.ReadPolicy(result, policy, threshold);
             var inspection = Inspection.Run(tah, prompt, chosen, steps);
             using (var stream = File.Create(result.GetValue(output)!))

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using TaH.Engine.Model;
 using TaH.Engine.Tokenization;
 using TaH.Training;
 using TaH.Training.Data;
@@ -168,9 +169,10 @@ internal static class TrainCommand
         var output = new Option<string?>("--json") { Description = "write the table as JSON" };
         var threads = ThreadsOption();
         var limit = new Option<int>("--limit") { Description = "evaluate the first N problems only (0: all)" };
+        var weights = CommonOptions.Weights();
         var command = new Command("eval", "exact-answer accuracy and depth for never, always, oracle and decider on held-out problems")
         {
-            model, data, reference, output, threads, limit,
+            model, data, reference, output, threads, limit, weights,
         };
         command.SetAction(r => CliAction.Run(() =>
         {
@@ -183,7 +185,7 @@ internal static class TrainCommand
                 lines = lines.Take(r.GetValue(limit));
             }
 
-            var report = PolicyEvaluation.Run(dir, r.GetValue(reference), [.. lines], tokenizer, Console.Error);
+            var report = PolicyEvaluation.Run(dir, r.GetValue(reference), [.. lines], tokenizer, Console.Error, ModelOptions.Parse("cpu", r.GetValue(weights)));
             Console.Out.WriteLine(report.Markdown());
             if (r.GetValue(output) is { } path)
             {

@@ -188,6 +188,11 @@ public static class ServerApp
         }
 
         new TaH.Engine.TaH.ElasticDepthOptions { Enabled = o.ElasticDepth, MinShare = o.ElasticMinShare, Interval = TimeSpan.FromSeconds(o.ElasticIntervalSeconds) }.Validate();
+
+        if (o.Weights is { } weights)
+        {
+            _ = TaH.Engine.Model.WeightFormats.Parse(weights);
+        }
         if (o.ChatTemplate is { } family)
         {
             _ = TaH.Engine.Tokenization.ChatTemplate.ForFamily(family);

@@ -85,6 +85,9 @@ public sealed class ServerOptions
     /// <summary>cpu (fp32) or cuda[:N] (bf16 and the CUDA kernels).</summary>
     public string Device { get; set; } = "cpu";
 
+    /// <summary>How the CPU holds the linear layers' weights: fp32 (default), bf16 or q8_0.</summary>
+    public string? Weights { get; set; }
+
     /// <summary>Chat template family to use instead of the one recognised in tokenizer_config.json (qwen3, chatml).</summary>
     public string? ChatTemplate { get; set; }
 

@@ -46,12 +46,14 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
 {
     public static readonly string[] Categories = ["leading digit", "other digit, carry arrives", "other digit, no carry", "end of answer"];
 
-    public static PolicyEvaluation Run(string modelDir, string? referenceDir, IReadOnlyList<string> jsonlLines, TextTokenizer tokenizer, TextWriter log)
+    /// <param name="options">Where and in what weight format the engine runs the three policies (the oracle runs in the trainable fp32 model).</param>
+    public static PolicyEvaluation Run(string modelDir, string? referenceDir, IReadOnlyList<string> jsonlLines, TextTokenizer tokenizer, TextWriter log, ModelOptions? options = null)
     {
         var problems = Problems(jsonlLines);
         var results = new List<PolicyResult>();
-        using (var model = ModelLoader.Load(modelDir))
+        using (var model = ModelLoader.Load(modelDir, options))
         {
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.Base.Weights.Name()} weights: {model.WeightBytes / 1e6:F1} MB"));
             foreach (var policy in new[] { IterationPolicy.Never, IterationPolicy.Always, IterationPolicy.Decider })
             {
                 results.Add(Generate(model, tokenizer, problems, policy));

@@ -37,8 +37,8 @@ public sealed class BudgetEngineTests : IDisposable
                 with { N = 1 + (i % 5 == 0 ? 2 : 0) };
         }).ToList();
 
-        // A pool too small for all at once, and a row budget that chunks prompts.
-        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 80, BlockSize = 4, MaxBatchTokens = 24 });
+        // A pool too small for all at once, though each request fits it alone as the admission gate requires, and a row budget that chunks prompts.
+        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 176, BlockSize = 4, MaxBatchTokens = 24 });
         var outputs = RunTogether(engine, requests, [.. Enumerable.Range(0, requests.Count).Select(i => i / 3)]);
 
         Assert.True(engine.Preemptions > 0, "the pool was meant to be too small for all requests at once");
@@ -74,7 +74,7 @@ public sealed class BudgetEngineTests : IDisposable
             .Select(i => BatchRunner.Request(Prompt(random, random.Next(5, 20)), 30, Budgeted(0.2 + (0.1 * (i % 3))), seed: i * 10) with { N = i == 2 ? 3 : 1 })
             .ToList();
 
-        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 48, BlockSize = 4, MaxBatchTokens = 64 });
+        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 72, BlockSize = 4, MaxBatchTokens = 64 });
         var together = RunTogether(engine, requests, [0, 0, 1, 2, 2, 3]);
 
         Assert.True(engine.Preemptions > 0, "the pool was meant to be too small for all requests at once");

@@ -132,4 +132,46 @@ public class CliTests
         Assert.Equal(2, code);
         Assert.Contains("needs a TaH checkpoint", stderr);
     }
+
+    /// <summary>Each verb that loads a model takes --weights, and refuses a format it does not know.</summary>
+    [Theory]
+    [InlineData("inspect", "--model", "tests/fixtures/tah-tiny/a", "--ids", "1,2,3", "--out", "OUT")]
+    [InlineData("generate", "--model", "models/tah-arith", "--prompt", "1+2=", "-n", "3", "--greedy")]
+    [InlineData("bench", "--model", "tests/fixtures/tah-tiny/a", "--concurrency", "2", "--tokens", "4", "--prompt-tokens", "4", "--policies", "never")]
+    [InlineData("train", "eval", "--model", "models/tah-arith", "--data", "DATA", "--limit", "2")]
+    public void EveryModelVerbTakesWeights(params string[] verb)
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllText(dir.File("data.jsonl"), "{\"messages\": [{\"role\": \"user\", \"content\": \"What is 12+30?\"}, {\"role\": \"assistant\", \"content\": \"42\"}]}\n");
+        string[] args = [.. verb.Select(a => a switch
+        {
+            "OUT" => dir.File("out.json"),
+            "DATA" => dir.File("data.jsonl"),
+            _ when a.StartsWith("tests/", StringComparison.Ordinal) || a.StartsWith("models/", StringComparison.Ordinal) => Path.Combine(Fixtures.Root, a),
+            _ => a,
+        })];
+
+        var (bad, _, badError) = TahProcess.Run([.. args, "--weights", "q4"]);
+        Assert.Equal(2, bad);
+        Assert.Equal("error: --weights must be fp32, bf16 or q8_0 (got 'q4')", badError.Trim().Split('\n')[^1]);
+
+        var (code, _, stderr) = TahProcess.Run([.. args, "--weights", "q8_0"]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("q8_0 weights:", stderr);
+    }
+
+    [Fact]
+    public void AccuracyComparesAFormatWithFp32()
+    {
+        var (code, stdout, stderr) = TahProcess.Run("accuracy", "--model", Fixtures.TinyCheckpoint("a"), "--weights", "bf16", "--positions", "24", "--target-share", "0.25");
+        Assert.True(code == 0, stderr);
+        // --target-share 0.25 of 24 positions: the threshold makes exactly 6 iterate in fp32.
+        Assert.Matches(@"top-1 agreement +\d+\.\d\d % \(\d+/24\)", stdout);
+        Assert.Matches(@"depth decisions +\d+\.\d\d % agree \(\d+/24\); threshold [0-9.]+; iterated fp32 6, bf16 \d+", stdout);
+        Assert.Contains("max |logit difference|", stdout);
+
+        var (bad, _, error) = TahProcess.Run("accuracy", "--model", Fixtures.TinyCheckpoint("a"), "--weights", "fp32");
+        Assert.Equal(2, bad);
+        Assert.Contains("fp32 is the reference", error);
+    }
 }

@@ -15,11 +15,13 @@ namespace TaH.Engine.Tests.Generation;
 public class MemoryTests
 {
     [Theory]
-    [InlineData("decider")]
-    [InlineData("always")]
-    public void LongGenerationKeepsLiveTensorsAndNativeMemoryFlat(string policy)
+    [InlineData("decider", "fp32")]
+    [InlineData("always", "fp32")]
+    [InlineData("decider", "q8_0")]
+    [InlineData("always", "bf16")]
+    public void LongGenerationKeepsLiveTensorsAndNativeMemoryFlat(string policy, string weights)
     {
-        using var model = ModelLoader.Load(Fixtures.TinyCheckpoint("a"));
+        using var model = ModelLoader.Load(Fixtures.TinyCheckpoint("a"), ModelOptions.Parse("cpu", weights));
         var request = new GenerationRequest
         {
             PromptTokens = [5, 77, 301, 42, 9, 250, 17, 88],

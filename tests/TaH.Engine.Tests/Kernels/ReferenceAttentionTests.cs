@@ -23,6 +23,11 @@ public class ReferenceAttentionTests
             data.Add(backend, 4, 4, 2, 16, 4, 20); // some sequences past CpuPagedAttention.MaxDirectRows
         }
 
+        // Qwen3's grouping (2 query heads per KV head) at head sizes of whole 32s: the CPU's paired
+        // path, with one row (its KV heads split over the threads) and with several.
+        data.Add("cpu", 1, 16, 8, 128, 16, 1);
+        data.Add("cpu", 3, 4, 2, 64, 4, 4);
+
         return data;
     }
 
@@ -125,6 +130,26 @@ public class ReferenceAttentionTests
 
         // Row 0 sees only itself: its output is its own value.
         Assert.Equal([5f, 6f], output[0, 0].data<float>().ToArray());
+    }
+
+    [Fact]
+    public void ADecodeStepOnTensorsTheDirectPathDoesNotReadGoesToTheReference()
+    {
+        // Float64 rows of a two-entry sequence: both would go direct (few rows), but the direct
+        // path reads fp32 only, so the whole batch takes the reference's plan.
+        using var keys = zeros(8, 1, 2, dtype: ScalarType.Float64);
+        using var values = zeros(8, 1, 2, dtype: ScalarType.Float64);
+        var sequence = new AttentionSequence([new KvEntries([1], [0, 1], 2)]);
+        var batch = new AttentionBatch(4, [sequence], [0, 0], [0, 1], [1, 1], [4, 5]);
+        using var q = ones(2, 1, 2, dtype: ScalarType.Float64);
+        using var k = tensor(new double[] { 1, 0, 0, 1 }, [2, 1, 2]);
+        using var v = tensor(new double[] { 5, 6, 7, 8 }, [2, 1, 2]);
+        IPagedAttention attention = new CpuPagedAttention();
+        using var plan = attention.Prepare(batch, CPU);
+        using var output = attention.Forward(plan, q, k, v, new LayerKv(keys, values), 1.0);
+
+        // Row 0 sees itself; row 1 sees both keys with equal scores (1 each): the mean of the values.
+        Assert.Equal([5.0, 6.0, 6.0, 7.0], output.data<double>().ToArray());
     }
 
     private static float[] Naive(AttentionBatch batch, Tensor q, Tensor keys, Tensor values, double scale)

@@ -1,0 +1,404 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace TaH.Kernels.Cpu;
+
+/// <summary>
+/// <c>y = x W^T (+ bias)</c> for a <see cref="Q8_0Matrix"/> W and fp32 activation rows x, as
+/// llama.cpp computes Q8_0 layers: the activations are quantised to int8 per block of 32 too,
+/// each block's dot product is exact in int32, then scaled by d_w d_x and summed in fp32.
+/// One kernel serves decode and prefill: each tile of 4 weight rows is read once for every
+/// activation row of a pass (128 rows), 4 rows at a time on AVX-512 (16 accumulators), so a batch
+/// costs little more weight traffic than one row. Tiles are shared out over a
+/// <see cref="CpuWorkerPool"/>; outputs are written in place.
+/// </summary>
+public static unsafe class Q8_0Gemm
+{
+    /// <summary>Weight bytes times rows below which a call runs on the calling thread alone.</summary>
+    internal const long InlineBytes = 1 << 16;
+
+    private static readonly CpuWorkerPool Inline = new(1);
+
+    /// <summary>Activation rows quantised and multiplied per pass over the weights.</summary>
+    internal const int PassRows = 128;
+
+    private const int BlockQuantBytes = Q8_0Matrix.TileRows * Q8_0Matrix.BlockSize;
+
+    /// <summary>
+    /// <paramref name="y"/> <c>[rows, W.Rows]</c> = <paramref name="x"/> <c>[rows, W.Columns]</c>
+    /// times W transposed, plus <paramref name="bias"/> <c>[W.Rows]</c> when given. Both row-major
+    /// and contiguous.
+    /// </summary>
+    public static void Multiply(Q8_0Matrix weights, float* x, int rows, float* y, float* bias = null, CpuIsa? isa = null, CpuWorkerPool? pool = null)
+    {
+        var path = isa ?? CpuIsas.Best;
+        if (!CpuIsas.IsSupported(path))
+        {
+            throw new PlatformNotSupportedException($"this CPU has no {path} path");
+        }
+
+        long started = KernelClock.Start();
+        // By default, work too small to share (the decider's smallest layers) stays on the calling thread.
+        pool ??= weights.Bytes * (long)rows < InlineBytes ? Inline : CpuWorkerPool.Shared;
+        var activations = QuantizedActivations.ForThread;
+        var job = Job.ForThread;
+        int tilesPerItem = Math.Clamp(weights.Tiles / (pool.Threads * 8), 1, 16);
+        for (int start = 0; start < rows; start += PassRows)
+        {
+            int m = Math.Min(PassRows, rows - start);
+            activations.Quantize(x + ((long)start * weights.Columns), m, weights.Columns, weights.Columns, weights.PaddedColumns, pool);
+            job.Set(weights, activations, y + ((long)start * weights.Rows), bias, path, tilesPerItem);
+            pool.Run(job, (weights.Tiles + tilesPerItem - 1) / tilesPerItem);
+        }
+
+        job.Clear();
+        KernelClock.Stop(started);
+    }
+
+    /// <summary>The tiles of one work item, over every activation row of the pass.</summary>
+    private sealed class Job : PoolJob
+    {
+        [ThreadStatic]
+        private static Job? _forThread;
+
+        private Q8_0Matrix? _weights;
+        private QuantizedActivations? _activations;
+        private float* _y;
+        private float* _bias;
+        private CpuIsa _isa;
+        private int _tilesPerItem;
+
+        public static Job ForThread => _forThread ??= new Job();
+
+        public void Set(Q8_0Matrix weights, QuantizedActivations activations, float* y, float* bias, CpuIsa isa, int tilesPerItem)
+        {
+            _weights = weights;
+            _activations = activations;
+            _y = y;
+            _bias = bias;
+            _isa = isa;
+            _tilesPerItem = tilesPerItem;
+        }
+
+        public void Clear()
+        {
+            _weights = null;
+            _activations = null;
+        }
+
+        public override void Execute(int item)
+        {
+            var w = _weights!;
+            var a = _activations!;
+            int end = Math.Min(w.Tiles, (item + 1) * _tilesPerItem);
+            for (int tile = item * _tilesPerItem; tile < end; tile++)
+            {
+                var output = new TileOutput(_y, w.Rows, tile, _bias);
+                int m = 0;
+                switch (_isa)
+                {
+                    case CpuIsa.Avx512:
+                        for (; m + 4 <= a.Rows; m += 4)
+                        {
+                            Avx512Rows4(w, tile, a, m, output);
+                        }
+
+                        for (; m < a.Rows; m++)
+                        {
+                            Avx512Row(w, tile, a, m, output);
+                        }
+
+                        break;
+                    case CpuIsa.Avx2:
+                        for (; m + 2 <= a.Rows; m += 2)
+                        {
+                            Avx2Rows2(w, tile, a, m, output);
+                        }
+
+                        for (; m < a.Rows; m++)
+                        {
+                            Avx2Row(w, tile, a, m, output);
+                        }
+
+                        break;
+                    default:
+                        for (; m < a.Rows; m++)
+                        {
+                            ScalarRow(w, tile, a, m, output);
+                        }
+
+                        break;
+                }
+            }
+        }
+    }
+
+    /// <summary>Where a tile's results go: 4 output columns of each activation row, clipped to the real rows of W.</summary>
+    private readonly struct TileOutput(float* y, int stride, int tile, float* bias)
+    {
+        private readonly int _first = tile * Q8_0Matrix.TileRows;
+
+        public void Write(int row, int lane, float sum)
+        {
+            int n = _first + lane;
+            if (n < stride)
+            {
+                y[((long)row * stride) + n] = bias is null ? sum : sum + bias[n];
+            }
+        }
+    }
+
+    /// <summary>4 weight rows x 4 activation rows: 16 accumulators of 16 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx512Rows4(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
+    {
+        sbyte* q = w.TileQuants(tile);
+        ushort* s = w.TileScales(tile);
+        int columns = a.Columns, stride = a.RowStride;
+        short* x0 = a.Quants + ((long)m * columns), x1 = x0 + columns, x2 = x1 + columns, x3 = x2 + columns;
+        float* activationScales = a.BlockScales + m;
+        float* table = stackalloc float[16];
+        var rowOfLane = RowOfLane();
+        Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+        Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+        Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
+        Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+        for (int g = 0; g < w.Blocks / Q8_0Matrix.GroupBlocks; g++)
+        {
+            // The group's 16 weight scales, lane j*4 + t for block j and weight row t.
+            var weightScales = HalfBits.ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(s + (g * 16))));
+            for (int j = 0; j < Q8_0Matrix.GroupBlocks; j++)
+            {
+                int b = (g * Q8_0Matrix.GroupBlocks) + j;
+                // d_w d_x of every (weight row t, activation row r) pair, lane t*4 + r.
+                var dw = Avx512F.PermuteVar16x32(weightScales, rowOfLane + Vector512.Create(j * 4));
+                var dx = Avx512F.BroadcastVector128ToVector512(activationScales + ((long)b * stride));
+                (dw * dx).Store(table);
+
+                sbyte* qb = q + ((long)b * BlockQuantBytes);
+                var w0 = Avx512BW.ConvertToVector512Int16(Vector256.Load(qb));
+                var w1 = Avx512BW.ConvertToVector512Int16(Vector256.Load(qb + 32));
+                var w2 = Avx512BW.ConvertToVector512Int16(Vector256.Load(qb + 64));
+                var w3 = Avx512BW.ConvertToVector512Int16(Vector256.Load(qb + 96));
+                int k = b * Q8_0Matrix.BlockSize;
+                var a0 = Vector512.Load(x0 + k);
+                var a1 = Vector512.Load(x1 + k);
+                var a2 = Vector512.Load(x2 + k);
+                var a3 = Vector512.Load(x3 + k);
+                c00 = Step(c00, w0, a0, table[0]);
+                c01 = Step(c01, w0, a1, table[1]);
+                c02 = Step(c02, w0, a2, table[2]);
+                c03 = Step(c03, w0, a3, table[3]);
+                c10 = Step(c10, w1, a0, table[4]);
+                c11 = Step(c11, w1, a1, table[5]);
+                c12 = Step(c12, w1, a2, table[6]);
+                c13 = Step(c13, w1, a3, table[7]);
+                c20 = Step(c20, w2, a0, table[8]);
+                c21 = Step(c21, w2, a1, table[9]);
+                c22 = Step(c22, w2, a2, table[10]);
+                c23 = Step(c23, w2, a3, table[11]);
+                c30 = Step(c30, w3, a0, table[12]);
+                c31 = Step(c31, w3, a1, table[13]);
+                c32 = Step(c32, w3, a2, table[14]);
+                c33 = Step(c33, w3, a3, table[15]);
+            }
+        }
+
+        output.Write(m, 0, Vector512.Sum(c00));
+        output.Write(m + 1, 0, Vector512.Sum(c01));
+        output.Write(m + 2, 0, Vector512.Sum(c02));
+        output.Write(m + 3, 0, Vector512.Sum(c03));
+        output.Write(m, 1, Vector512.Sum(c10));
+        output.Write(m + 1, 1, Vector512.Sum(c11));
+        output.Write(m + 2, 1, Vector512.Sum(c12));
+        output.Write(m + 3, 1, Vector512.Sum(c13));
+        output.Write(m, 2, Vector512.Sum(c20));
+        output.Write(m + 1, 2, Vector512.Sum(c21));
+        output.Write(m + 2, 2, Vector512.Sum(c22));
+        output.Write(m + 3, 2, Vector512.Sum(c23));
+        output.Write(m, 3, Vector512.Sum(c30));
+        output.Write(m + 1, 3, Vector512.Sum(c31));
+        output.Write(m + 2, 3, Vector512.Sum(c32));
+        output.Write(m + 3, 3, Vector512.Sum(c33));
+    }
+
+    /// <summary>4 weight rows x 1 activation row (decode, and what a batch leaves over).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx512Row(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
+    {
+        sbyte* q = w.TileQuants(tile);
+        ushort* s = w.TileScales(tile);
+        short* x = a.Quants + ((long)m * a.Columns);
+        float* activationScales = a.RowScales + ((long)m * a.Blocks);
+        float* table = stackalloc float[16];
+        var rowOfLane = RowOfLane();
+        Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (int g = 0; g < w.Blocks / Q8_0Matrix.GroupBlocks; g++)
+        {
+            // Lane j*4 + t: d_w of block j, row t, times d_x of block j.
+            var dw = HalfBits.ToSingle(Avx512F.ConvertToVector512UInt32(Vector256.Load(s + (g * 16))));
+            var dx = Avx512F.PermuteVar16x32(Avx512F.BroadcastVector128ToVector512(activationScales + (g * Q8_0Matrix.GroupBlocks)), rowOfLane);
+            (dw * dx).Store(table);
+            for (int j = 0; j < Q8_0Matrix.GroupBlocks; j++)
+            {
+                int b = (g * Q8_0Matrix.GroupBlocks) + j;
+                sbyte* qb = q + ((long)b * BlockQuantBytes);
+                var v = Vector512.Load(x + (b * Q8_0Matrix.BlockSize));
+                c0 = Step(c0, Avx512BW.ConvertToVector512Int16(Vector256.Load(qb)), v, table[j * 4]);
+                c1 = Step(c1, Avx512BW.ConvertToVector512Int16(Vector256.Load(qb + 32)), v, table[(j * 4) + 1]);
+                c2 = Step(c2, Avx512BW.ConvertToVector512Int16(Vector256.Load(qb + 64)), v, table[(j * 4) + 2]);
+                c3 = Step(c3, Avx512BW.ConvertToVector512Int16(Vector256.Load(qb + 96)), v, table[(j * 4) + 3]);
+            }
+        }
+
+        output.Write(m, 0, Vector512.Sum(c0));
+        output.Write(m, 1, Vector512.Sum(c1));
+        output.Write(m, 2, Vector512.Sum(c2));
+        output.Write(m, 3, Vector512.Sum(c3));
+    }
+
+    /// <summary>
+    /// Lane i holds i / 4. A constant built in the kernel: a static field's class-initialisation
+    /// check in the loop would make the JIT keep the accumulators in memory.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> RowOfLane() => Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+
+    /// <summary>One block of one (weight row, activation row) pair: 16 int32 pair sums, scaled and accumulated.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Step(Vector512<float> c, Vector512<short> w, Vector512<short> x, float scale) =>
+        Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w, x)), Vector512.Create(scale), c);
+
+    /// <summary>4 weight rows x 2 activation rows in 256-bit registers (16 of them).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx2Rows2(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
+    {
+        sbyte* q = w.TileQuants(tile);
+        ushort* s = w.TileScales(tile);
+        short* x0 = a.Quants + ((long)m * a.Columns), x1 = x0 + a.Columns;
+        float* dx0 = a.RowScales + ((long)m * a.Blocks), dx1 = dx0 + a.Blocks;
+        float* table = stackalloc float[32];
+        Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default;
+        Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
+        for (int g = 0; g < w.Blocks / Q8_0Matrix.GroupBlocks; g++)
+        {
+            Avx2Scales(s + (g * 16), dx0 + (g * Q8_0Matrix.GroupBlocks), table);
+            Avx2Scales(s + (g * 16), dx1 + (g * Q8_0Matrix.GroupBlocks), table + 16);
+            for (int j = 0; j < Q8_0Matrix.GroupBlocks; j++)
+            {
+                int b = (g * Q8_0Matrix.GroupBlocks) + j, k = b * Q8_0Matrix.BlockSize;
+                sbyte* qb = q + ((long)b * BlockQuantBytes);
+                var a0 = Vector256.Load(x0 + k);
+                var a0h = Vector256.Load(x0 + k + 16);
+                var a1 = Vector256.Load(x1 + k);
+                var a1h = Vector256.Load(x1 + k + 16);
+                var w0 = Avx2.ConvertToVector256Int16(Vector128.Load(qb));
+                var w0h = Avx2.ConvertToVector256Int16(Vector128.Load(qb + 16));
+                c00 = Step(c00, w0, w0h, a0, a0h, table[j * 4]);
+                c01 = Step(c01, w0, w0h, a1, a1h, table[16 + (j * 4)]);
+                var w1 = Avx2.ConvertToVector256Int16(Vector128.Load(qb + 32));
+                var w1h = Avx2.ConvertToVector256Int16(Vector128.Load(qb + 48));
+                c10 = Step(c10, w1, w1h, a0, a0h, table[(j * 4) + 1]);
+                c11 = Step(c11, w1, w1h, a1, a1h, table[16 + (j * 4) + 1]);
+                var w2 = Avx2.ConvertToVector256Int16(Vector128.Load(qb + 64));
+                var w2h = Avx2.ConvertToVector256Int16(Vector128.Load(qb + 80));
+                c20 = Step(c20, w2, w2h, a0, a0h, table[(j * 4) + 2]);
+                c21 = Step(c21, w2, w2h, a1, a1h, table[16 + (j * 4) + 2]);
+                var w3 = Avx2.ConvertToVector256Int16(Vector128.Load(qb + 96));
+                var w3h = Avx2.ConvertToVector256Int16(Vector128.Load(qb + 112));
+                c30 = Step(c30, w3, w3h, a0, a0h, table[(j * 4) + 3]);
+                c31 = Step(c31, w3, w3h, a1, a1h, table[16 + (j * 4) + 3]);
+            }
+        }
+
+        output.Write(m, 0, Vector256.Sum(c00));
+        output.Write(m + 1, 0, Vector256.Sum(c01));
+        output.Write(m, 1, Vector256.Sum(c10));
+        output.Write(m + 1, 1, Vector256.Sum(c11));
+        output.Write(m, 2, Vector256.Sum(c20));
+        output.Write(m + 1, 2, Vector256.Sum(c21));
+        output.Write(m, 3, Vector256.Sum(c30));
+        output.Write(m + 1, 3, Vector256.Sum(c31));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Avx2Row(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
+    {
+        sbyte* q = w.TileQuants(tile);
+        ushort* s = w.TileScales(tile);
+        short* x = a.Quants + ((long)m * a.Columns);
+        float* dx = a.RowScales + ((long)m * a.Blocks);
+        float* table = stackalloc float[16];
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+        for (int g = 0; g < w.Blocks / Q8_0Matrix.GroupBlocks; g++)
+        {
+            Avx2Scales(s + (g * 16), dx + (g * Q8_0Matrix.GroupBlocks), table);
+            for (int j = 0; j < Q8_0Matrix.GroupBlocks; j++)
+            {
+                int b = (g * Q8_0Matrix.GroupBlocks) + j, k = b * Q8_0Matrix.BlockSize;
+                sbyte* qb = q + ((long)b * BlockQuantBytes);
+                var v = Vector256.Load(x + k);
+                var vh = Vector256.Load(x + k + 16);
+                c0 = Step(c0, Avx2.ConvertToVector256Int16(Vector128.Load(qb)), Avx2.ConvertToVector256Int16(Vector128.Load(qb + 16)), v, vh, table[j * 4]);
+                c1 = Step(c1, Avx2.ConvertToVector256Int16(Vector128.Load(qb + 32)), Avx2.ConvertToVector256Int16(Vector128.Load(qb + 48)), v, vh, table[(j * 4) + 1]);
+                c2 = Step(c2, Avx2.ConvertToVector256Int16(Vector128.Load(qb + 64)), Avx2.ConvertToVector256Int16(Vector128.Load(qb + 80)), v, vh, table[(j * 4) + 2]);
+                c3 = Step(c3, Avx2.ConvertToVector256Int16(Vector128.Load(qb + 96)), Avx2.ConvertToVector256Int16(Vector128.Load(qb + 112)), v, vh, table[(j * 4) + 3]);
+            }
+        }
+
+        output.Write(m, 0, Vector256.Sum(c0));
+        output.Write(m, 1, Vector256.Sum(c1));
+        output.Write(m, 2, Vector256.Sum(c2));
+        output.Write(m, 3, Vector256.Sum(c3));
+    }
+
+    /// <summary>d_w d_x for a group's 4 blocks x 4 weight rows (lane j*4 + t) and one activation row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Avx2Scales(ushort* weightScales, float* activationScales, float* table)
+    {
+        var dw = Vector128.Load(weightScales);
+        var dwh = Vector128.Load(weightScales + 8);
+        var lo = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(dw).AsUInt32());
+        var hi = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(dwh).AsUInt32());
+        var dx = Vector256.Create(
+            activationScales[0], activationScales[0], activationScales[0], activationScales[0],
+            activationScales[1], activationScales[1], activationScales[1], activationScales[1]);
+        var dxh = Vector256.Create(
+            activationScales[2], activationScales[2], activationScales[2], activationScales[2],
+            activationScales[3], activationScales[3], activationScales[3], activationScales[3]);
+        (lo * dx).Store(table);
+        (hi * dxh).Store(table + 8);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step(Vector256<float> c, Vector256<short> w, Vector256<short> wh, Vector256<short> x, Vector256<short> xh, float scale) =>
+        Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.Add(Avx2.MultiplyAddAdjacent(w, x), Avx2.MultiplyAddAdjacent(wh, xh))), Vector256.Create(scale), c);
+
+    private static void ScalarRow(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
+    {
+        sbyte* q = w.TileQuants(tile);
+        ushort* s = w.TileScales(tile);
+        short* x = a.Quants + ((long)m * a.Columns);
+        float* dx = a.RowScales + ((long)m * a.Blocks);
+        for (int t = 0; t < Q8_0Matrix.TileRows; t++)
+        {
+            float sum = 0;
+            for (int b = 0; b < w.Blocks; b++)
+            {
+                sbyte* qb = q + ((long)b * BlockQuantBytes) + (t * Q8_0Matrix.BlockSize);
+                short* xb = x + (b * Q8_0Matrix.BlockSize);
+                int dot = 0;
+                for (int i = 0; i < Q8_0Matrix.BlockSize; i++)
+                {
+                    dot += qb[i] * xb[i];
+                }
+
+                float dw = (float)BitConverter.UInt16BitsToHalf(s[(b * Q8_0Matrix.TileRows) + t]);
+                sum += dot * (dw * dx[b]);
+            }
+
+            output.Write(m, t, sum);
+        }
+    }
+}

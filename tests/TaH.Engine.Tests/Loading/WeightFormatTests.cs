@@ -1,0 +1,209 @@
+using TaH.Checkpoints.Writing;
+using TaH.Engine.Checkpoints;
+using TaH.Engine.Generation;
+using TaH.Engine.Model;
+using TaH.Engine.TaH;
+using TorchSharp;
+
+namespace TaH.Engine.Tests.Loading;
+
+/// <summary>
+/// The engine with bf16 and q8_0 weights against the fp32 engine.
+/// <para>
+/// bf16 widens exactly, so a bf16 model must equal the fp32 engine on a copy of the checkpoint
+/// whose matrices were rounded to bf16, up to fp32 summation order.
+/// </para>
+/// <para>
+/// q8_0 rounds each weight and each activation entering a product to half a step of its
+/// 32-block, at most 2^-8 of the block's largest magnitude. To first order these relative errors
+/// add along a row's path: with n quantised products (4 per layer and the head, per pass) the
+/// logits move by at most eps = 2 n 2^-8 times their largest magnitude, so the top-1 token cannot
+/// change where the fp32 top-1 leads the runner-up by more than twice that. The decider's output
+/// is a unit-scale (layer-normed) feature times its last layer, so its probability moves by at
+/// most a quarter (the sigmoid's slope) of the eps of its own path, and a decision cannot flip
+/// where the probability is farther than that from the threshold.
+/// </para>
+/// </summary>
+public class WeightFormatTests
+{
+    private const double Step = 1.0 / 256;
+
+    private static readonly int[] Prompt = [.. Enumerable.Range(0, 64).Select(i => ((i * 7919) + 13) % 512)];
+
+    private static string RandomTiny(TempDirectory dir)
+    {
+        RandomCheckpoint.Write(dir.Path, ModelShape.Tiny, seed: 3, dtype: torch.ScalarType.Float32);
+        return dir.Path;
+    }
+
+    [Theory]
+    [InlineData("never")]
+    [InlineData("always")]
+    public void Q8_0LogitsStayWithinTheFormatsRoundingOfFp32(string policy)
+    {
+        using var dir = new TempDirectory();
+        string path = RandomTiny(dir);
+        using var fp32 = ModelLoader.Load(path);
+        using var q8 = ModelLoader.Load(path, new ModelOptions { Weights = WeightFormat.Q8_0 });
+        Assert.Equal(WeightFormat.Q8_0, q8.Base.Weights);
+        var a = Inspection.Run(fp32, Prompt, IterationPolicy.Parse(policy), 0);
+        var b = Inspection.Run(q8, Prompt, IterationPolicy.Parse(policy), 0);
+        int passes = policy == "always" ? 2 : 1;
+        double eps = 2 * passes * ((4 * fp32.Config.NumHiddenLayers) + 1) * Step;
+        int checkedTop1 = 0;
+        for (int p = 0; p < Prompt.Length; p++)
+        {
+            var x = a.Prefill[p].FinalLogits;
+            var y = b.Prefill[p].FinalLogits;
+            Assert.Equal(a.Prefill[p].Depth, b.Prefill[p].Depth);
+            double bound = eps * x.Max(Math.Abs);
+            double diff = x.Zip(y, (u, v) => Math.Abs(u - v)).Max();
+            Assert.True(diff <= bound, $"position {p}: logits differ by {diff:G3}, more than {bound:G3}");
+            var sorted = x.OrderDescending().ToArray();
+            if (sorted[0] - sorted[1] > 2 * bound)
+            {
+                Assert.Equal(Array.IndexOf(x, sorted[0]), Array.IndexOf(y, y.Max()));
+                checkedTop1++;
+            }
+        }
+
+        // Two passes double the bound, past every lead this random model has; one pass leaves some.
+        Assert.True(passes == 2 || checkedTop1 > 0, "no position had a top-1 lead large enough to check");
+    }
+
+    [Fact]
+    public void Q8_0DeciderKeepsItsDecisionsWhereTheMarginIsLarge()
+    {
+        using var dir = new TempDirectory();
+        string path = RandomTiny(dir);
+        using var fp32 = ModelLoader.Load(path);
+        using var q8 = ModelLoader.Load(path, new ModelOptions { Weights = WeightFormat.Q8_0 });
+        // A threshold inside this random decider's range, so that both decisions occur.
+        var policy = IterationPolicy.Parse("decider", 0.41);
+        var a = Inspection.Run(fp32, Prompt, policy, 0);
+        var b = Inspection.Run(q8, Prompt, policy, 0);
+        var decider = fp32.Decider!.Config;
+        int deciderLinears = 4 + (2 * decider.HiddenDims.Length); // projections, the blocks' MLPs, the output layer
+        double eps = 2 * ((4 * fp32.Config.NumHiddenLayers) + 1 + deciderLinears) * Step / 4;
+        int large = 0;
+        for (int p = 0; p < Prompt.Length; p++)
+        {
+            double pa = a.Prefill[p].ContinueProbability!.Value, pb = b.Prefill[p].ContinueProbability!.Value;
+            Assert.True(Math.Abs(pa - pb) <= eps, $"position {p}: continue probability {pa:F4} in fp32, {pb:F4} in q8_0 (bound {eps:F4})");
+            if (Math.Abs(pa - 0.41) > eps)
+            {
+                Assert.Equal(a.Prefill[p].Depth, b.Prefill[p].Depth);
+                large++;
+            }
+        }
+
+        Assert.Contains(a.Prefill, r => r.Depth == 2);
+        Assert.Contains(a.Prefill, r => r.Depth == 1);
+        Assert.True(large > 0, "no position had a decider margin large enough to check");
+    }
+
+    [Theory]
+    [InlineData("never")]
+    [InlineData("always")]
+    public void Bf16EqualsFp32OnBf16RoundedMatrices(string policy)
+    {
+        using var dir = new TempDirectory();
+        using var rounded = new TempDirectory();
+        string path = RandomTiny(dir);
+        foreach (string file in Directory.GetFiles(path, "*", SearchOption.AllDirectories).Where(f => f != Path.Combine(path, "model.safetensors")))
+        {
+            string target = Path.Combine(rounded.Path, Path.GetRelativePath(path, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+
+        using (var weights = SafeTensorsCheckpoint.OpenDirectory(path))
+        {
+            var tensors = weights.Names.Select(name =>
+            {
+                using var original = weights.Load(name);
+                using var bf16 = original.to(torch.ScalarType.BFloat16);
+                return new KeyValuePair<string, torch.Tensor>(name, original.dim() == 2 ? bf16.to(torch.ScalarType.Float32) : original.clone());
+            }).ToList();
+            SafeTensorsWriter.Write(Path.Combine(rounded.Path, "model.safetensors"), tensors);
+            tensors.ForEach(t => t.Value.Dispose());
+        }
+
+        using var reference = ModelLoader.Load(rounded.Path);
+        using var bf16Model = ModelLoader.Load(path, ModelOptions.Parse("cpu", "bf16"));
+        var a = Inspection.Run(reference, Prompt, IterationPolicy.Parse(policy), 8);
+        var b = Inspection.Run(bf16Model, Prompt, IterationPolicy.Parse(policy), 8);
+        Assert.Equal(a.GreedyTokens, b.GreedyTokens);
+        for (int p = 0; p < Prompt.Length; p++)
+        {
+            // Only the order of fp32 additions differs: relative 1e-5 of the largest logit covers
+            // gamma(n) for dot products of a few hundred terms through every layer.
+            var x = a.Prefill[p].FinalLogits;
+            double bound = 1e-5 * x.Max(Math.Abs);
+            double diff = x.Zip(b.Prefill[p].FinalLogits, (u, v) => Math.Abs(u - v)).Max();
+            Assert.True(diff <= bound, $"position {p}: {diff:G3} > {bound:G3}");
+        }
+    }
+
+    [Fact]
+    public void KernelFormatsHoldFewerBytesThanFp32()
+    {
+        using var dir = new TempDirectory();
+        RandomCheckpoint.Write(dir.Path, ModelShape.Tiny with { HiddenSize = 128, IntermediateSize = 256, HeadDim = 32 }, seed: 1, dtype: torch.ScalarType.Float32);
+        using var fp32 = ModelLoader.Load(dir.Path);
+        using var bf16 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "bf16"));
+        using var q8 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "q8_0"));
+        // Matrices: 4, 2 and 34/32 bytes a weight; the fp32 norms are the same in all three.
+        long norms = fp32.Base.WeightBytes - Matrices(fp32, 4);
+        Assert.Equal(Matrices(fp32, 2) + norms, bf16.Base.WeightBytes);
+        Assert.Equal(Matrices(fp32, 34.0 / 32) + norms, q8.Base.WeightBytes);
+        Assert.Equal(WeightFormat.Bf16, bf16.Base.Weights);
+
+        static long Matrices(TaHModel m, double bytesPerWeight) =>
+            (long)Math.Round(bytesPerWeight * m.Base.Layers.Sum(l => new[] { l.QkvProj, l.OProj, l.GateUpProj, l.DownProj }.Sum(p => p.Weight.OutFeatures * p.Weight.InFeatures))
+                + (bytesPerWeight * m.Base.EmbedTokens.OutFeatures * m.Base.EmbedTokens.InFeatures));
+    }
+
+    [Fact]
+    public void AWeightQ8_0CannotHoldIsRefusedNamingIt()
+    {
+        using var dir = new TempDirectory();
+        string path = RandomTiny(dir);
+        string file = Path.Combine(path, "model.safetensors");
+        List<KeyValuePair<string, torch.Tensor>> tensors;
+        using (var weights = SafeTensorsCheckpoint.OpenFile(file))
+        {
+            tensors = [.. weights.Names.Select(n => new KeyValuePair<string, torch.Tensor>(n, weights.Load(n)))];
+        }
+
+        var down = tensors.Single(t => t.Key == "model.layers.1.mlp.down_proj.weight").Value;
+        down[3, 7] = torch.tensor(float.PositiveInfinity);
+        SafeTensorsWriter.Write(file, tensors);
+        tensors.ForEach(t => t.Value.Dispose());
+
+        var e = Assert.Throws<CheckpointException>(() => ModelLoader.Load(path, ModelOptions.Parse("cpu", "q8_0")));
+        Assert.Contains("model.layers.1.down_proj: cannot convert to q8_0: row 3 holds a value that is not finite", e.Message);
+    }
+
+    [Theory]
+    [InlineData("int4", "--weights must be fp32, bf16 or q8_0 (got 'int4')")]
+    [InlineData("Q8_0", null)]
+    public void WeightsAreParsedByName(string text, string? error)
+    {
+        if (error is null)
+        {
+            Assert.Equal(WeightFormat.Q8_0, ModelOptions.Parse("cpu", text).Weights);
+        }
+        else
+        {
+            Assert.Equal(error, Assert.Throws<ArgumentException>(() => ModelOptions.Parse("cpu", text)).Message);
+        }
+    }
+
+    [Fact]
+    public void AGpuTakesBf16Only()
+    {
+        var e = Assert.Throws<ArgumentException>(() => ModelOptions.Parse("cuda", "q8_0"));
+        Assert.Equal("--weights q8_0 runs on the CPU; on a GPU the weights are bf16", e.Message);
+    }
+}

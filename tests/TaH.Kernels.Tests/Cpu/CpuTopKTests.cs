@@ -1,0 +1,35 @@
+using TaH.Kernels.Cpu;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TaH.Kernels.Tests.Cpu;
+
+public class CpuTopKTests
+{
+    [Theory]
+    [InlineData(1, 151936, 100)]
+    [InlineData(3, 1000, 7)]
+    [InlineData(2, 13, 13)]
+    public void DistinctValuesComeOutAsTorchTopkReturnsThem(int rows, int n, int k)
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(n + k);
+        var x = randn(rows, n);
+        var (ev, ei) = x.topk(k);
+        var (av, ai) = CpuTopK.Select(x, k);
+        Assert.Equal(ev.data<float>().ToArray(), av.data<float>().ToArray());
+        Assert.Equal(ei.data<long>().ToArray(), ai.data<long>().ToArray());
+    }
+
+    [Fact]
+    public void AmongEqualValuesTheLowerIndexComesFirst()
+    {
+        using var scope = NewDisposeScope();
+        // 3 at 5, 9 and 20; 2 everywhere else: the top 4 are the three 3s, then the 2 at index 0.
+        var values = Enumerable.Repeat(2f, 40).ToArray();
+        values[20] = values[9] = values[5] = 3f;
+        var (v, i) = CpuTopK.Select(tensor(values).view(1, 40), 4);
+        Assert.Equal(new[] { 3f, 3f, 3f, 2f }, v.data<float>().ToArray());
+        Assert.Equal(new long[] { 5, 9, 20, 0 }, i.data<long>().ToArray());
+    }
+}

@@ -1,0 +1,82 @@
+using TaH.Kernels.Cpu;
+
+namespace TaH.Kernels.Tests.Cpu;
+
+public class CpuWorkerPoolTests
+{
+    private sealed class CountingJob(int items) : PoolJob
+    {
+        public int[] Runs { get; } = new int[items];
+
+        public int[] Threads { get; } = new int[items];
+
+        public override void Execute(int item)
+        {
+            Interlocked.Increment(ref Runs[item]);
+            Threads[item] = Environment.CurrentManagedThreadId;
+            Thread.SpinWait(200);
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(1, 37)]
+    [InlineData(3, 2)]
+    [InlineData(3, 1000)]
+    public void EveryItemRunsExactlyOnce(int threads, int items)
+    {
+        using var pool = new CpuWorkerPool(threads);
+        for (int round = 0; round < 50; round++)
+        {
+            var job = new CountingJob(items);
+            pool.Run(job, items);
+            Assert.All(job.Runs, r => Assert.Equal(1, r));
+        }
+    }
+
+    [Fact]
+    public void WorkersTakeAShareOfALongRun()
+    {
+        using var pool = new CpuWorkerPool(2);
+        var job = new CountingJob(20_000);
+        pool.Run(job, job.Runs.Length);
+        Assert.True(job.Threads.Distinct().Count() == 2, "the worker thread ran no item of a 20,000-item run");
+    }
+
+    [Fact]
+    public void ConcurrentCallersEachGetTheirOwnRun()
+    {
+        using var pool = new CpuWorkerPool(2);
+        var jobs = Enumerable.Range(0, 4).Select(i => new CountingJob(300 + i)).ToArray();
+        Parallel.ForEach(jobs, job =>
+        {
+            for (int round = 0; round < 20; round++)
+            {
+                pool.Run(job, job.Runs.Length);
+            }
+        });
+        Assert.All(jobs, job => Assert.All(job.Runs, r => Assert.Equal(20, r)));
+    }
+
+    private sealed class FailingJob : PoolJob
+    {
+        public override void Execute(int item)
+        {
+            if (item == 7)
+            {
+                throw new InvalidOperationException("item 7");
+            }
+        }
+    }
+
+    [Fact]
+    public void AFailingItemSurfacesInTheCallerAndThePoolRunsOn()
+    {
+        using var pool = new CpuWorkerPool(2);
+        var e = Assert.Throws<AggregateException>(() => pool.Run(new FailingJob(), 64));
+        Assert.Equal("item 7", e.InnerException!.Message);
+        var job = new CountingJob(64);
+        pool.Run(job, 64);
+        Assert.All(job.Runs, r => Assert.Equal(1, r));
+    }
+}
