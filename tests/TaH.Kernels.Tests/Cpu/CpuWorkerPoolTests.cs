@@ -37,10 +37,34 @@ public class CpuWorkerPoolTests
     [Fact]
     public void WorkersTakeAShareOfALongRun()
     {
+        // The first thread to take an item holds it until another thread has taken one: only a
+        // worker that takes items ends the wait, however the threads are scheduled (CI shares its cores).
         using var pool = new CpuWorkerPool(2);
-        var job = new CountingJob(20_000);
-        pool.Run(job, job.Runs.Length);
-        Assert.True(job.Threads.Distinct().Count() == 2, "the worker thread ran no item of a 20,000-item run");
+        var job = new PartnerJob();
+        pool.Run(job, 1000);
+        Assert.True(job.Partnered, "no worker thread took an item of a 1,000-item run within 30 s");
+    }
+
+    private sealed class PartnerJob : PoolJob
+    {
+        private readonly ManualResetEventSlim _partner = new();
+        private int _first;
+
+        public bool Partnered { get; private set; }
+
+        public override void Execute(int item)
+        {
+            int self = Environment.CurrentManagedThreadId;
+            int first = Interlocked.CompareExchange(ref _first, self, 0);
+            if (first == 0)
+            {
+                Partnered = _partner.Wait(TimeSpan.FromSeconds(30));
+            }
+            else if (first != self)
+            {
+                _partner.Set();
+            }
+        }
     }
 
     [Fact]
