@@ -97,7 +97,7 @@ public static class RandomCheckpoint
             ["max_iter"] = 2,
             ["dtype"] = new JsonObject { ["__dtype__"] = true, ["__str__"] = "torch.bfloat16" },
         };
-        TorchCheckpointWriter.Save(Path.Combine(directory, "iter_decider.bin"), DeciderPayload(deciderArgs, h, entries, hiddenDims, topK, generator));
+        DeciderFile.Save(directory, DeciderState(deciderArgs, h, entries, hiddenDims, topK, generator), deciderArgs, ScalarType.BFloat16);
 
         WriteJson(Path.Combine(directory, "config.json"), new JsonObject
         {
@@ -144,8 +144,8 @@ public static class RandomCheckpoint
         });
     }
 
-    /// <summary>{"class", "init_args", "state_dict"} as the reference's save_iter_decider writes it; Kaiming-normal weights as its constructor.</summary>
-    private static PyDict DeciderPayload(JsonObject args, int hidden, int[] entries, int[] hiddenDims, int topK, Generator generator)
+    /// <summary>The decider's state dict: Kaiming-normal weights as the reference's constructor makes them.</summary>
+    private static PyDict DeciderState(JsonObject args, int hidden, int[] entries, int[] hiddenDims, int topK, Generator generator)
     {
         var layout = new DeciderLayout(new DeciderConfig
         {
@@ -167,25 +167,7 @@ public static class RandomCheckpoint
                 : normal(0, Math.Sqrt(2.0 / p.Shape[1]), p.Shape, generator: generator);
         }
 
-        var initArgs = new PyDict();
-        foreach (var (key, value) in args)
-        {
-            initArgs[key] = value switch
-            {
-                JsonArray a => a.Select(n => (object?)(long)n!.GetValue<int>()).ToList(),
-                JsonObject => PyGlobal.ForDtype(ScalarType.BFloat16),
-                JsonValue v when v.GetValueKind() == JsonValueKind.True || v.GetValueKind() == JsonValueKind.False => (bool)v,
-                JsonValue v when v.TryGetValue(out int i) => (long)i,
-                JsonValue v => (double)v,
-                _ => null,
-            };
-        }
-
-        var payload = new PyDict();
-        payload["class"] = "MLPIterDecider";
-        payload["init_args"] = initArgs;
-        payload["state_dict"] = state;
-        return payload;
+        return state;
     }
 
     private static void WriteJson(string path, JsonNode node) =>

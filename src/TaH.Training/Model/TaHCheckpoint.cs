@@ -241,7 +241,7 @@ public static class TaHCheckpoint
             SafeTensorsWriter.Write(Path.Combine(directory, "lora", "adapter_model.safetensors"),
                 model.Lora.Select(kv => new KeyValuePair<string, Tensor>(kv.Key, kv.Value)), PtMetadata);
 
-            // The payload of the reference's save_iter_decider: class, constructor arguments, state dict.
+            // The decider's state dict, saved as the reference's save_iter_decider does.
             var state = new PyDict(isOrderedDict: true);
             state["threshold"] = tensor((float)d.Threshold);
             foreach (var (name, _, _) in new DeciderLayout(d).Parameters)
@@ -249,25 +249,7 @@ public static class TaHCheckpoint
                 state[name] = model.Decider[name].detach();
             }
 
-            var initArgs = new PyDict();
-            foreach (var (key, value) in kwargs)
-            {
-                initArgs[key] = value switch
-                {
-                    JsonArray a => a.Select(n => (object?)(long)n!.GetValue<int>()).ToList(),
-                    JsonObject => PyGlobal.ForDtype(ScalarType.Float32),
-                    JsonValue v when v.GetValueKind() is JsonValueKind.True or JsonValueKind.False => (bool)v,
-                    JsonValue v when v.TryGetValue(out int i) => (long)i,
-                    JsonValue v => (double)v,
-                    _ => null,
-                };
-            }
-
-            var payload = new PyDict();
-            payload["class"] = "MLPIterDecider";
-            payload["state_dict"] = state;
-            payload["init_args"] = initArgs;
-            TorchCheckpointWriter.Save(Path.Combine(directory, "iter_decider.bin"), payload);
+            DeciderFile.Save(directory, state, kwargs, ScalarType.Float32);
             ((Tensor)state["threshold"]!).Dispose();
         }
     }
