@@ -1,4 +1,5 @@
 using TaH.Kernels;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -11,77 +12,218 @@ namespace TaH.Engine.Model;
 /// </summary>
 internal readonly struct LoraRows
 {
-    private LoraRows(Tensor? index, bool all)
+    private LoraRows(Tensor? index, int[]? rows, bool all)
     {
         Index = index;
+        Rows = rows;
         All = all;
     }
 
     public static LoraRows None => default;
 
-    public static LoraRows Every => new(null, true);
+    public static LoraRows Every => new(null, null, true);
 
     /// <summary>Row indices, when only some rows take the delta.</summary>
     public Tensor? Index { get; }
+
+    /// <summary>The same indices on the host, for the CPU kernel.</summary>
+    public int[]? Rows { get; }
 
     public bool All { get; }
 
     public bool Any => All || Index is not null;
 
-    public static LoraRows Subset(Tensor index) => new(index, false);
+    public static LoraRows Subset(Tensor index, int[] rows) => new(index, rows, false);
 }
 
 /// <summary>
 /// A linear projection, optionally with a LoRA delta <c>B (A x)</c> (scaling folded into B) added
-/// to selected rows. Projections fused at load (q|k|v, gate|up) stack their A matrices and place
-/// their B matrices block-diagonally, so one fused delta equals the separate ones. The base weight
-/// is in the model's <see cref="WeightFormat"/>; the delta is fp32, from the same fp32 input.
+/// to selected rows. The base weight is in the model's <see cref="WeightFormat"/>; the delta is
+/// fp32, from the same fp32 input.
 /// </summary>
-internal sealed class LoraLinear(LinearWeight weight, Tensor? bias, Tensor? loraA, Tensor? loraB) : IDisposable
+internal sealed class LoraLinear(LinearWeight weight, Tensor? bias, LoraDelta? lora) : IDisposable
 {
     /// <summary><c>[out, in]</c>.</summary>
     public LinearWeight Weight { get; } = weight;
 
     public Tensor? Bias { get; } = bias;
 
-    /// <summary><c>[rank, in]</c>, or null without an adapter.</summary>
-    public Tensor? LoraA { get; } = loraA;
-
-    /// <summary><c>[out, rank]</c>, already multiplied by the scaling.</summary>
-    public Tensor? LoraB { get; } = loraB;
+    /// <summary>The adapter's delta, or null without one.</summary>
+    public LoraDelta? Lora { get; } = lora;
 
     public IEnumerable<Tensor> Parameters() =>
-        new[] { Weight.Dense, Bias, LoraA, LoraB }.OfType<Tensor>();
+        new[] { Weight.Dense, Bias }.OfType<Tensor>().Concat(Lora?.Parameters() ?? []);
 
     /// <summary>Memory held: the base weight in its format, the bias and LoRA.</summary>
-    public long Bytes => Weight.Bytes + new[] { Bias, LoraA, LoraB }.OfType<Tensor>().Sum(t => t.numel() * t.ElementSize);
+    public long Bytes => Weight.Bytes + (Bias is null ? 0 : Bias.numel() * Bias.ElementSize) + (Lora?.Bytes ?? 0);
 
     public Tensor Forward(Tensor x, in LoraRows rows)
     {
         var y = Weight.Forward(x, Bias);
-        if (LoraA is null || LoraB is null || !rows.Any)
+        if (Lora is not null && rows.Any)
         {
-            return y;
+            Lora.Add(x, y, rows);
         }
 
-        if (rows.All)
-        {
-            using var down = F.linear(x, LoraA);
-            using var delta = F.linear(down, LoraB);
-            return y.add_(delta, PinnedScalars.One);
-        }
-
-        using var selected = x.index_select(0, rows.Index!);
-        using var downSel = F.linear(selected, LoraA);
-        using var deltaSel = F.linear(downSel, LoraB);
-        return y.index_add_(0, rows.Index!, deltaSel, PinnedScalars.One);
+        return y;
     }
 
     public void Dispose()
     {
         Weight.Dispose();
         Bias?.Dispose();
-        LoraA?.Dispose();
-        LoraB?.Dispose();
+        Lora?.Dispose();
+    }
+}
+
+/// <summary>
+/// The LoRA delta of one (possibly fused) projection. Projections fused at load (q|k|v, gate|up)
+/// stack their A matrices; each part's B multiplies only its own rank slice of <c>A x</c> and
+/// writes only its own output columns (a block-diagonal B).
+/// </summary>
+internal abstract class LoraDelta : IDisposable
+{
+    public abstract long Bytes { get; }
+
+    public abstract IEnumerable<Tensor> Parameters();
+
+    /// <summary><c>y[rows] += B (A x[rows])</c>, in place.</summary>
+    public abstract void Add(Tensor x, Tensor y, in LoraRows rows);
+
+    public abstract void Dispose();
+
+    /// <summary>
+    /// The delta of projections stacked along the output (each part's output size, and its
+    /// A <c>[r, in]</c> and B <c>[out, r]</c> or none), B scaled by <paramref name="scaling"/>:
+    /// for the CPU kernel formats without B's zeros, else as torch tensors on the model's device.
+    /// </summary>
+    public static LoraDelta Create(IReadOnlyList<(long OutSize, Tensor? A, Tensor? B)> parts, long inFeatures, double scaling, bool cpuKernels, ScalarType dtype, Device device)
+    {
+        long rankTotal = parts.Sum(p => p.A?.shape[0] ?? 0), outTotal = parts.Sum(p => p.OutSize);
+        var a = zeros(rankTotal, inFeatures, dtype: cpuKernels ? ScalarType.Float32 : dtype, device: cpuKernels ? CPU : device);
+        long rank = 0;
+        foreach (var part in parts.Where(p => p.A is not null))
+        {
+            a.narrow(0, rank, part.A!.shape[0]).copy_(part.A);
+            rank += part.A.shape[0];
+        }
+
+        if (cpuKernels)
+        {
+            var segments = new List<LoraSegment>();
+            long packed = parts.Where(p => p.B is not null).Sum(p => p.OutSize * p.B!.shape[1]);
+            var b = empty(packed, dtype: ScalarType.Float32);
+            long row = 0, offset = 0;
+            rank = 0;
+            foreach (var part in parts)
+            {
+                if (part.B is { } pb)
+                {
+                    long r = pb.shape[1];
+                    using var scaled = pb.to(ScalarType.Float32, CPU).mul(PinnedScalars.Of(scaling));
+                    b.narrow(0, offset, part.OutSize * r).copy_(scaled.reshape(-1));
+                    segments.Add(new LoraSegment((int)row, (int)part.OutSize, (int)rank, (int)r, offset));
+                    offset += part.OutSize * r;
+                    rank += r;
+                }
+
+                row += part.OutSize;
+            }
+
+            return new CpuLoraDelta(a, b, [.. segments], (int)outTotal);
+        }
+
+        var block = zeros(outTotal, rankTotal, dtype: dtype, device: device);
+        long outRow = 0;
+        rank = 0;
+        foreach (var part in parts)
+        {
+            if (part.B is { } pb)
+            {
+                long r = pb.shape[1];
+                using var scaled = pb.mul(PinnedScalars.Of(scaling));
+                block.narrow(0, outRow, part.OutSize).narrow(1, rank, r).copy_(scaled);
+                rank += r;
+            }
+
+            outRow += part.OutSize;
+        }
+
+        return new TorchLoraDelta(a, block);
+    }
+}
+
+/// <summary>The delta with torch's ops and a dense block-diagonal B: the fp32 reference path and the GPU.</summary>
+internal sealed class TorchLoraDelta(Tensor a, Tensor b) : LoraDelta
+{
+    /// <summary><c>[rank, in]</c>.</summary>
+    public Tensor A { get; } = a;
+
+    /// <summary><c>[out, rank]</c>, block-diagonal over the fused parts.</summary>
+    public Tensor B { get; } = b;
+
+    public override long Bytes => (A.numel() * A.ElementSize) + (B.numel() * B.ElementSize);
+
+    public override IEnumerable<Tensor> Parameters() => [A, B];
+
+    public override void Add(Tensor x, Tensor y, in LoraRows rows)
+    {
+        if (rows.All)
+        {
+            using var down = F.linear(x, A);
+            using var delta = F.linear(down, B);
+            y.add_(delta, PinnedScalars.One);
+            return;
+        }
+
+        using var selected = x.index_select(0, rows.Index!);
+        using var downSel = F.linear(selected, A);
+        using var deltaSel = F.linear(downSel, B);
+        y.index_add_(0, rows.Index!, deltaSel, PinnedScalars.One);
+    }
+
+    public override void Dispose()
+    {
+        A.Dispose();
+        B.Dispose();
+    }
+}
+
+/// <summary>
+/// The delta in the project's fp32 CPU kernel (<see cref="LoraKernel"/>), B held as its blocks:
+/// for the kernel weight formats, where torch's small fp32 GEMVs and B's zeros would make a depth-2
+/// row cost far more than its share of bytes.
+/// </summary>
+internal sealed unsafe class CpuLoraDelta(Tensor a, Tensor packedB, LoraSegment[] segments, int outFeatures) : LoraDelta
+{
+    private int[] _every = [];
+
+    public override long Bytes => (a.numel() + packedB.numel()) * sizeof(float);
+
+    public override IEnumerable<Tensor> Parameters() => [a, packedB];
+
+    public override void Add(Tensor x, Tensor y, in LoraRows rows)
+    {
+        int[] selected = rows.All ? Every((int)x.shape[0]) : rows.Rows!;
+        using var input = x.contiguous();
+        LoraKernel.Add(
+            TensorMemory.Pointer<float>(a), (int)a.shape[0], (int)a.shape[1], segments, TensorMemory.Pointer<float>(packedB),
+            TensorMemory.Pointer<float>(input), selected, TensorMemory.Pointer<float>(y), outFeatures);
+    }
+
+    private int[] Every(int n)
+    {
+        if (_every.Length != n)
+        {
+            _every = [.. Enumerable.Range(0, n)];
+        }
+
+        return _every;
+    }
+
+    public override void Dispose()
+    {
+        a.Dispose();
+        packedB.Dispose();
     }
 }

@@ -263,27 +263,12 @@ public static class ModelLoader
             : parts.Length == 1 ? parts[0].Bias : cat(parts.Select(p => p.Bias!).ToArray(), 0);
         var pairs = parts.Select(p => adapter?.Find(layer, p.Module)).ToArray();
 
-        Tensor? loraA = null, loraB = null;
+        LoraDelta? lora = null;
         if (pairs.Any(pair => pair is not null))
         {
-            long rankTotal = pairs.Sum(pair => pair?.A.shape[0] ?? 0);
-            loraA = zeros(rankTotal, weight.InFeatures, dtype: options.DType, device: options.Device);
-            loraB = zeros(weight.OutFeatures, rankTotal, dtype: options.DType, device: options.Device);
-            long row = 0, rank = 0;
-            for (int j = 0; j < parts.Length; j++)
-            {
-                long outSize = parts[j].Weight.shape[0];
-                if (pairs[j] is { } pair)
-                {
-                    long r = pair.A.shape[0];
-                    loraA.narrow(0, rank, r).copy_(pair.A);
-                    using var scaled = pair.B.mul(PinnedScalars.Of(adapter!.Scaling));
-                    loraB.narrow(0, row, outSize).narrow(1, rank, r).copy_(scaled);
-                    rank += r;
-                }
-
-                row += outSize;
-            }
+            lora = LoraDelta.Create(
+                [.. parts.Select((p, j) => (p.Weight.shape[0], pairs[j]?.A, pairs[j]?.B))],
+                weight.InFeatures, adapter!.Scaling, cpuKernels: weight.Dense is null, options.DType, options.Device);
         }
 
         // Parts the weight did not take over are freed now, not with the loader's scope.
@@ -302,7 +287,7 @@ public static class ModelLoader
         }
 
         progress.Step();
-        return new LoraLinear(weight, bias, loraA, loraB);
+        return new LoraLinear(weight, bias, lora);
     }
 
     private static IterationDecider LoadDecider(string path, TaHConfig tah, Qwen3Config model, ModelOptions options)

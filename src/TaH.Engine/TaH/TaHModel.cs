@@ -92,7 +92,7 @@ public sealed class TaHModel : IDisposable
         // LoRA is on for the latent rows only.
         var lora = !HasLora || latentRows.Length == 0 ? LoraRows.None
             : latentRows.Length == n ? LoraRows.Every
-            : LoraRows.Subset(Index(latentRows, device));
+            : LoraRows.Subset(Index(latentRows, device), latentRows);
 
         // The decider reads selected hidden-state entries of the rows it judges.
         var judged = Enumerable.Range(0, n).Where(i => rows[i].Policy.Kind == PolicyKind.Decider && rows[i].Depth < MaxDepth).ToArray();

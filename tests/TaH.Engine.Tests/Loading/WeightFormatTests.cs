@@ -153,11 +153,22 @@ public class WeightFormatTests
         using var fp32 = ModelLoader.Load(dir.Path);
         using var bf16 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "bf16"));
         using var q8 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "q8_0"));
-        // Matrices: 4, 2 and 34/32 bytes a weight; the fp32 norms are the same in all three.
-        long norms = fp32.Base.WeightBytes - Matrices(fp32, 4);
-        Assert.Equal(Matrices(fp32, 2) + norms, bf16.Base.WeightBytes);
-        Assert.Equal(Matrices(fp32, 34.0 / 32) + norms, q8.Base.WeightBytes);
+        // Matrices: 4, 2 and 34/32 bytes a weight; the fp32 norms are the same in all three. LoRA
+        // is fp32 in all three: the kernel formats hold exactly the adapter file's parameters, the
+        // fp32 path each fused B block-diagonally (its zeros included).
+        long adapter = 4 * AdapterParameters(dir.Path);
+        long fusedAdapter = fp32.Base.Layers.Sum(l => new[] { l.QkvProj, l.OProj, l.GateUpProj, l.DownProj }.Sum(p => p.Lora!.Bytes));
+        Assert.True(fusedAdapter > adapter, "the fused qkv and gate|up B matrices hold zeros off their blocks");
+        long norms = fp32.Base.WeightBytes - Matrices(fp32, 4) - fusedAdapter;
+        Assert.Equal(Matrices(fp32, 2) + norms + adapter, bf16.Base.WeightBytes);
+        Assert.Equal(Matrices(fp32, 34.0 / 32) + norms + adapter, q8.Base.WeightBytes);
         Assert.Equal(WeightFormat.Bf16, bf16.Base.Weights);
+
+        static long AdapterParameters(string model)
+        {
+            using var file = SafeTensorsCheckpoint.OpenFile(Path.Combine(model, "lora", "adapter_model.safetensors"));
+            return file.Names.Sum(n => file.Info(n).Shape.Aggregate(1L, (a, b) => a * b));
+        }
 
         static long Matrices(TaHModel m, double bytesPerWeight) =>
             (long)Math.Round(bytesPerWeight * m.Base.Layers.Sum(l => new[] { l.QkvProj, l.OProj, l.GateUpProj, l.DownProj }.Sum(p => p.Weight.OutFeatures * p.Weight.InFeatures))

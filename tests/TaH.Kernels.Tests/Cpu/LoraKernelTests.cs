@@ -1,0 +1,118 @@
+using TaH.Kernels.Cpu;
+
+namespace TaH.Kernels.Tests.Cpu;
+
+/// <summary>The fp32 LoRA kernel against an fp64 evaluation of the block-diagonal delta it stands for.</summary>
+public unsafe class LoraKernelTests
+{
+    private const double Unit = 1.0 / (1 << 24);
+
+    public static TheoryData<CpuIsa, int> Paths()
+    {
+        var data = new TheoryData<CpuIsa, int>();
+        foreach (var isa in CpuIsas.Supported)
+        {
+            // Input widths: below one register, odd, and a wide one with a tail.
+            foreach (int inFeatures in new[] { 7, 40, 1000 })
+            {
+                data.Add(isa, inFeatures);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void AddsTheDeltaToTheSelectedRowsOnly(CpuIsa isa, int inFeatures)
+    {
+        var random = new Random(inFeatures + (int)isa);
+        // Three fused parts: q-like with rank 5, one without an adapter, one with rank 3 (129 rows: a partial item).
+        int[] outs = [70, 30, 129];
+        int?[] ranks = [5, null, 3];
+        int outFeatures = outs.Sum(), rank = ranks.Sum(r => r ?? 0);
+        var a = Values(random, rank * inFeatures);
+        var segments = new List<LoraSegment>();
+        var packed = new List<float>();
+        for (int p = 0, start = 0, rankStart = 0; p < outs.Length; start += outs[p], p++)
+        {
+            if (ranks[p] is int r)
+            {
+                segments.Add(new LoraSegment(start, outs[p], rankStart, r, packed.Count));
+                packed.AddRange(Values(random, outs[p] * r));
+                rankStart += r;
+            }
+        }
+
+        var b = packed.ToArray();
+        using var pool = new CpuWorkerPool(3);
+        foreach (int batch in new[] { 1, 2, 5, 17 })
+        {
+            var x = Values(random, batch * inFeatures);
+            var before = Values(random, batch * outFeatures);
+            int[] selected = [.. Enumerable.Range(0, batch).Where(i => i % 3 != 1)];
+            var y = (float[])before.Clone();
+            fixed (float* pa = a, pb = b, px = x, py = y)
+            {
+                LoraKernel.Add(pa, rank, inFeatures, [.. segments], pb, px, selected, py, outFeatures, isa, pool);
+            }
+
+            for (int row = 0; row < batch; row++)
+            {
+                for (int o = 0; o < outFeatures; o++)
+                {
+                    if (!selected.Contains(row))
+                    {
+                        Assert.Equal(before[(row * outFeatures) + o], y[(row * outFeatures) + o]);
+                        continue;
+                    }
+
+                    var (exact, bound) = Expected(a, b, segments, x, before, row, o, inFeatures, outFeatures);
+                    Assert.True(Math.Abs(y[(row * outFeatures) + o] - exact) <= bound, $"{isa} y[{row},{o}] = {y[(row * outFeatures) + o]}, fp64 {exact} (bound {bound})");
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The fp64 value of y + B (A x) at one entry, and a bound on the fp32 kernel's error: each down
+    /// entry carries at most gamma_in of its magnitude (sums in any order), the B dot product
+    /// gamma_r of its own, and the final add one rounding.
+    /// </summary>
+    private static (double Exact, double Bound) Expected(float[] a, float[] b, List<LoraSegment> segments, float[] x, float[] y, int row, int o, int inFeatures, int outFeatures)
+    {
+        double prior = y[(row * outFeatures) + o];
+        var segment = segments.Where(s => o >= s.OutStart && o < s.OutStart + s.OutCount).Cast<LoraSegment?>().SingleOrDefault();
+        if (segment is not { } s)
+        {
+            return (prior, 0);
+        }
+
+        double gIn = Gamma(inFeatures), gRank = Gamma(s.Rank);
+        double exact = 0, magnitude = 0, downError = 0;
+        for (int r = 0; r < s.Rank; r++)
+        {
+            double down = 0, downMagnitude = 0;
+            for (int i = 0; i < inFeatures; i++)
+            {
+                double product = (double)a[((s.RankStart + r) * inFeatures) + i] * x[(row * inFeatures) + i];
+                down += product;
+                downMagnitude += Math.Abs(product);
+            }
+
+            double weight = b[s.BOffset + ((o - s.OutStart) * s.Rank) + r];
+            exact += weight * down;
+            magnitude += Math.Abs(weight) * (Math.Abs(down) + (gIn * downMagnitude));
+            downError += Math.Abs(weight) * gIn * downMagnitude;
+        }
+
+        double total = prior + exact;
+        double bound = downError + (gRank * magnitude) + (Unit * (Math.Abs(prior) + magnitude) * 2);
+        return (total, bound);
+    }
+
+    private static double Gamma(int n) => n * Unit / (1 - (n * Unit));
+
+    private static float[] Values(Random random, int count) =>
+        [.. Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() - 0.5))];
+}
