@@ -32,4 +32,27 @@ public class CpuTopKTests
         Assert.Equal(new[] { 3f, 3f, 3f, 2f }, v.data<float>().ToArray());
         Assert.Equal(new long[] { 5, 9, 20, 0 }, i.data<long>().ToArray());
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(5)]
+    public void RowsSplitOverThreadsMergeAsOneScanWould(int rows)
+    {
+        using var scope = NewDisposeScope();
+        // Values in steps of 1/8 repeat hundreds of times, so ties straddle the column ranges.
+        manual_seed(rows);
+        var x = randn(rows, 151936).mul(4).round().div(8);
+        using var pool = new CpuWorkerPool(3);
+        var (ev, ei) = x.topk(100);
+        var (av, ai) = CpuTopK.Select(x, 100, pool);
+        Assert.Equal(ev.data<float>().ToArray(), av.data<float>().ToArray());
+        // torch's topk does not promise an order among ties; the engine's rule does: lower index first.
+        var expected = Enumerable.Range(0, rows).SelectMany(r =>
+        {
+            var row = x[r].data<float>().ToArray();
+            return Enumerable.Range(0, row.Length).OrderByDescending(i => row[i]).ThenBy(i => i).Take(100).Select(i => (long)i);
+        }).ToArray();
+        Assert.Equal(expected, ai.data<long>().ToArray());
+    }
 }
