@@ -1,4 +1,5 @@
 using TaH.Kernels;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,9 +33,7 @@ public sealed class KvCache : IDisposable
         for (int i = 0; i < layers; i++)
         {
             // The pool lives as long as the cache, whatever dispose scope it was created in.
-            _layers[i] = new LayerKv(
-                zeros(slots, kvHeads, headDim, dtype: dtype, device: device).DetachFromDisposeScope(),
-                zeros(slots, kvHeads, headDim, dtype: dtype, device: device).DetachFromDisposeScope());
+            _layers[i] = new LayerKv(Pool(slots, kvHeads, headDim, dtype, device), Pool(slots, kvHeads, headDim, dtype, device));
         }
 
         BytesPerBlock = 2L * layers * blockSize * kvHeads * headDim * _layers[0].Keys.element_size();
@@ -45,6 +44,22 @@ public sealed class KvCache : IDisposable
         _usedByDepth = new int[Math.Max(1, maxDepth)];
         _free = new Stack<int>(Enumerable.Range(0, blocks).Reverse());
         Prefixes = new PrefixCache(this);
+    }
+
+    /// <summary>
+    /// One layer's keys or values, zeroed. On the CPU the pages are zero on demand: the pool holds
+    /// memory as sequences write it, so an idle server is not charged for its worst case.
+    /// </summary>
+    private static unsafe Tensor Pool(long slots, int kvHeads, int headDim, ScalarType dtype, Device device)
+    {
+        if (device.type != DeviceType.CPU)
+        {
+            return zeros(slots, kvHeads, headDim, dtype: dtype, device: device).DetachFromDisposeScope();
+        }
+
+        var pool = empty(slots, kvHeads, headDim, dtype: dtype).DetachFromDisposeScope();
+        WeightMemory.ZeroOnDemand(TensorMemory.Pointer<byte>(pool), pool.numel() * pool.element_size());
+        return pool;
     }
 
     /// <summary>The pool's arithmetic: blocks per entries, per request, tokens that fit.</summary>

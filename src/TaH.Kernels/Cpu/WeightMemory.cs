@@ -12,6 +12,7 @@ public static unsafe partial class WeightMemory
 {
     private const nuint HugePage = 2 << 20;
     private const int MadviseHugePage = 14; // MADV_HUGEPAGE
+    private const int MadviseDontNeed = 4; // MADV_DONTNEED
 
     private static readonly bool UseHugePages = OperatingSystem.IsLinux() && Environment.GetEnvironmentVariable("TAH_HUGE_PAGES") != "0";
 
@@ -50,6 +51,27 @@ public static unsafe partial class WeightMemory
                 // Not glibc (musl): nothing to trim.
             }
         }
+    }
+
+    /// <summary>
+    /// Zeroes <paramref name="bytes"/> at <paramref name="p"/> (private anonymous memory, as the C
+    /// heap's is) without making them resident: on Linux the whole pages are dropped
+    /// (<c>MADV_DONTNEED</c>, after which they read as zeros and take memory only once written),
+    /// the partial pages at either end cleared. A KV pool sized for the worst case then costs
+    /// what its sequences have written, not its size, from the moment it is made.
+    /// </summary>
+    public static void ZeroOnDemand(void* p, long bytes)
+    {
+        long page = Environment.SystemPageSize;
+        long start = ((long)p + page - 1) & ~(page - 1), end = ((long)p + bytes) & ~(page - 1);
+        if (OperatingSystem.IsLinux() && end > start && Madvise((void*)start, (nuint)(end - start), MadviseDontNeed) == 0)
+        {
+            NativeMemory.Clear(p, (nuint)(start - (long)p));
+            NativeMemory.Clear((void*)end, (nuint)((long)p + bytes - end));
+            return;
+        }
+
+        NativeMemory.Clear(p, (nuint)bytes);
     }
 
     [LibraryImport("libc", EntryPoint = "malloc_trim")]
