@@ -19,12 +19,18 @@ public sealed class IterationDecider : IDisposable
     private readonly Dictionary<string, Tensor> _weights;
     private readonly Dictionary<string, LinearWeight> _linears;
     private readonly DeciderLayout _layout;
+    private readonly CpuDeciderMlp? _cpu;
 
     private IterationDecider(DeciderLayout layout, Dictionary<string, Tensor> weights, Dictionary<string, LinearWeight> linears)
     {
         _layout = layout;
         _weights = weights;
         _linears = linears;
+        // The kernel formats run the whole MLP on raw buffers; fp32 and the GPU keep torch's ops.
+        if (linears.Values.All(l => l is KernelWeight))
+        {
+            _cpu = new CpuDeciderMlp(layout, name => (KernelWeight)_linears[name], name => _weights[name]);
+        }
     }
 
     public DeciderConfig Config => _layout.Config;
@@ -94,6 +100,11 @@ public sealed class IterationDecider : IDisposable
     /// </summary>
     public Tensor ContinueProbability(Tensor hiddenConcat, Tensor topLogits)
     {
+        if (_cpu is not null)
+        {
+            return _cpu.Run(hiddenConcat, topLogits);
+        }
+
         using var scope = NewDisposeScope();
         var v = topLogits.narrow(1, 0, Config.TopK);
         var hidden = hiddenConcat;

@@ -163,7 +163,8 @@ internal abstract unsafe class KernelWeight : LinearWeight
         return rows;
     }
 
-    protected abstract void Multiply(float* x, int rows, float* y, float* bias);
+    /// <summary><c>y [rows, out] = x [rows, in] W^T + bias</c> on raw contiguous fp32 rows.</summary>
+    public abstract void Multiply(float* x, int rows, float* y, float* bias);
 
     protected abstract void Row(int row, Span<float> destination);
 
@@ -180,7 +181,7 @@ internal sealed unsafe class Q8_0Weight(Q8_0Matrix matrix) : KernelWeight
 
     public override long Bytes => matrix.Bytes;
 
-    protected override void Multiply(float* x, int rows, float* y, float* bias) => Q8_0Gemm.Multiply(matrix, x, rows, y, bias);
+    public override void Multiply(float* x, int rows, float* y, float* bias) => Q8_0Gemm.Multiply(matrix, x, rows, y, bias);
 
     protected override void Row(int row, Span<float> destination) => matrix.DequantizeRow(row, destination);
 
@@ -197,7 +198,7 @@ internal sealed unsafe class Bf16Weight(Bf16Matrix matrix) : KernelWeight
 
     public override long Bytes => matrix.Bytes;
 
-    protected override void Multiply(float* x, int rows, float* y, float* bias) => Bf16Gemm.Multiply(matrix, x, rows, y, bias);
+    public override void Multiply(float* x, int rows, float* y, float* bias) => Bf16Gemm.Multiply(matrix, x, rows, y, bias);
 
     protected override void Row(int row, Span<float> destination) => matrix.Row(row, destination);
 
