@@ -24,11 +24,27 @@ public sealed class BenchTimingsTests
 
         var result = timings.Result();
 
-        // Window (150, 400] ms: a's 200, 300, 400 and b's 250, 350 = 5 tokens in 0.25 s.
+        // Window (250, 400] ms, from b's second token: a's 300, 400 and b's 350 = 3 tokens in 0.15 s.
         Assert.Equal(20.0, result.DecodeTokensPerSecond, 9);
         Assert.Equal(125.0, result.TimeToFirstTokenP50, 9); // median of 100 and 150
         Assert.Equal(100.0, result.InterTokenP50, 9); // every gap is 100 ms
         Assert.Equal(0.1, result.Depth2Share, 9); // 1 of 10 tokens
+    }
+
+    [Fact]
+    public void TheStepAfterTheFirstTokenIsPromptWorkOutsideTheWindow()
+    {
+        var timings = new RunTimings(new BenchScenario(IterationPolicy.Decider, 1, 4, 4));
+        int a = timings.AddRequest(0);
+        // The second token waits 300 ms for the prompt's depth-2 pass; then 100 ms a token.
+        foreach (double t in new[] { 100.0, 400, 500, 600 })
+        {
+            timings.Token(a, t, 1);
+        }
+
+        // (400, 600]: 2 tokens in 0.2 s; counting from the first token would give 3 in 0.5 s.
+        Assert.Equal(10.0, timings.Result().DecodeTokensPerSecond, 9);
+        Assert.Equal(100.0, timings.Result().TimeToFirstTokenP50, 9);
     }
 
     [Fact]

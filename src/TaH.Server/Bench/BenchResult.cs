@@ -90,17 +90,23 @@ internal sealed class RunTimings(BenchScenario scenario)
 
     /// <summary>
     /// Decode throughput is taken over the window in which every request is decoding: from the
-    /// moment all had their first token to the moment the first one finished. Requests that start
-    /// together end apart (one that iterates more takes more steps), and the drain after the first
-    /// finish runs at a lower concurrency than the one measured, which a server refills.
+    /// moment all had their second token to the moment the first one finished. The step after a
+    /// request's first token still runs its prompt's deeper passes (the positions the decider
+    /// iterated), which is prompt work, not decoding. Requests that start together end apart (one
+    /// that iterates more takes more steps), and the drain after the first finish runs at a lower
+    /// concurrency than the one measured, which a server refills.
     /// </summary>
     public BenchResult Result()
     {
-        var firsts = _requests.Select(r => r.Tokens[0]).ToArray();
-        double decodeStart = firsts.Max(), end = _requests.Min(r => r.Tokens[^1]);
+        double decodeStart = _requests.Max(r => r.Tokens[Math.Min(1, r.Tokens.Count - 1)]), end = _requests.Min(r => r.Tokens[^1]);
         if (end <= decodeStart)
         {
-            end = _requests.Max(r => r.Tokens[^1]); // too short for a common window: the whole tail
+            // Too short for a common window: from the last first token, else the whole tail.
+            decodeStart = _requests.Max(r => r.Tokens[0]);
+            if (end <= decodeStart)
+            {
+                end = _requests.Max(r => r.Tokens[^1]);
+            }
         }
 
         int decodeTokens = _requests.Sum(r => r.Tokens.Count(t => t > decodeStart && t <= end));
