@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using TaH.Engine.Config;
 using TaH.Kernels.Cpu;
 using TorchSharp;
@@ -192,36 +191,19 @@ internal sealed unsafe class CpuDeciderMlp
         [ThreadStatic]
         private static Scratch? _forThread;
 
-        private readonly float*[] _buffers = new float*[5];
-        private long _floats;
-
-        ~Scratch()
-        {
-            foreach (var buffer in _buffers)
-            {
-                NativeMemory.AlignedFree(buffer);
-            }
-        }
+        private readonly NativeScratch[] _buffers = [new(), new(), new(), new(), new()];
+        private readonly float*[] _pointers = new float*[5];
 
         public static Scratch ForThread => _forThread ??= new Scratch();
 
-        public float* this[int i] => _buffers[i];
+        public float* this[int i] => _pointers[i];
 
         public void Reserve(long floats)
         {
-            if (floats <= _floats)
-            {
-                return;
-            }
-
-            long length = Math.Max(floats, _floats * 2);
             for (int i = 0; i < _buffers.Length; i++)
             {
-                NativeMemory.AlignedFree(_buffers[i]);
-                _buffers[i] = (float*)NativeMemory.AlignedAlloc((nuint)(length * sizeof(float)), 64);
+                _pointers[i] = _buffers[i].Reserve(floats);
             }
-
-            _floats = length;
         }
     }
 }

@@ -60,31 +60,11 @@ public static unsafe class Bf16Gemm
         private float* _bias;
         private CpuIsa _isa;
         private int _tilesPerItem;
-        private float* _scratch;
-        private long _scratchLength;
-
-        ~Job()
-        {
-            if (_scratch is not null)
-            {
-                NativeMemory.AlignedFree(_scratch);
-            }
-        }
+        private readonly NativeScratch _scratch = new();
 
         public static Job ForThread => _forThread ??= new Job();
 
-        public float* Scratch(long floats)
-        {
-            if (floats > _scratchLength)
-            {
-                long length = Math.Max(floats, _scratchLength * 2);
-                NativeMemory.AlignedFree(_scratch);
-                _scratch = (float*)NativeMemory.AlignedAlloc((nuint)(length * sizeof(float)), 64);
-                _scratchLength = length;
-            }
-
-            return _scratch;
-        }
+        public float* Scratch(long floats) => _scratch.Reserve(floats);
 
         public void Set(Bf16Matrix weights, float* x, int rows, float* y, float* bias, CpuIsa isa, int tilesPerItem)
         {

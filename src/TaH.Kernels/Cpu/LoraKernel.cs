@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
+using System.Numerics.Tensors;
 
 namespace TaH.Kernels.Cpu;
 
@@ -71,16 +69,7 @@ public static unsafe class LoraKernel
         private int _out;
         private float* _down;
         private CpuIsa _isa;
-        private float* _scratch;
-        private long _scratchLength;
-
-        ~Job()
-        {
-            if (_scratch is not null)
-            {
-                NativeMemory.AlignedFree(_scratch);
-            }
-        }
+        private readonly NativeScratch _scratch = new();
 
         public static Job ForThread => _forThread ??= new Job();
 
@@ -89,18 +78,7 @@ public static unsafe class LoraKernel
         /// <summary>Output rows of B over all segments.</summary>
         public int SegmentRows { get; private set; }
 
-        public float* Scratch(long floats)
-        {
-            if (floats > _scratchLength)
-            {
-                long length = Math.Max(floats, _scratchLength * 2);
-                NativeMemory.AlignedFree(_scratch);
-                _scratch = (float*)NativeMemory.AlignedAlloc((nuint)(length * sizeof(float)), 64);
-                _scratchLength = length;
-            }
-
-            return _scratch;
-        }
+        public float* Scratch(long floats) => _scratch.Reserve(floats);
 
         public void Set(float* a, int rank, int inFeatures, LoraSegment[] segments, float* b, float* x, int[] rows, float* y, int outFeatures, float* down, CpuIsa isa)
         {
@@ -167,45 +145,17 @@ public static unsafe class LoraKernel
         }
     }
 
+    /// <summary>The SIMD paths use the runtime's dot product (its widest vectors); scalar is a plain loop.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static float Dot(float* p, float* q, int n, CpuIsa isa)
     {
-        int i = 0;
+        if (isa != CpuIsa.Scalar)
+        {
+            return TensorPrimitives.Dot(new ReadOnlySpan<float>(p, n), new ReadOnlySpan<float>(q, n));
+        }
+
         float sum = 0;
-        if (isa == CpuIsa.Avx512 && n >= 16)
-        {
-            Vector512<float> c0 = default, c1 = default;
-            for (; i + 32 <= n; i += 32)
-            {
-                c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(p + i), Vector512.Load(q + i), c0);
-                c1 = Avx512F.FusedMultiplyAdd(Vector512.Load(p + i + 16), Vector512.Load(q + i + 16), c1);
-            }
-
-            for (; i + 16 <= n; i += 16)
-            {
-                c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(p + i), Vector512.Load(q + i), c0);
-            }
-
-            sum = Vector512.Sum(c0 + c1);
-        }
-        else if (isa != CpuIsa.Scalar && n >= 8)
-        {
-            Vector256<float> c0 = default, c1 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                c0 = Fma.MultiplyAdd(Vector256.Load(p + i), Vector256.Load(q + i), c0);
-                c1 = Fma.MultiplyAdd(Vector256.Load(p + i + 8), Vector256.Load(q + i + 8), c1);
-            }
-
-            for (; i + 8 <= n; i += 8)
-            {
-                c0 = Fma.MultiplyAdd(Vector256.Load(p + i), Vector256.Load(q + i), c0);
-            }
-
-            sum = Vector256.Sum(c0 + c1);
-        }
-
-        for (; i < n; i++)
+        for (int i = 0; i < n; i++)
         {
             sum += p[i] * q[i];
         }
