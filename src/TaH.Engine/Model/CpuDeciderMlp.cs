@@ -17,18 +17,30 @@ internal sealed unsafe class CpuDeciderMlp
     private const double LayerNormEps = 1e-5;
 
     private readonly DeciderLayout _layout;
-    private readonly Func<string, KernelWeight> _linear;
-    private readonly Func<string, Tensor> _parameter;
     private readonly int _widest;
+    private readonly Norm? _hiddenNorm;
+    private readonly Layer _logits, _combined, _input, _output;
+    private readonly Norm _outputNorm;
+    private readonly (Norm Norm, Layer Up, Layer Down, Layer? DimChange)[] _blocks;
 
+    /// <summary>Resolves every layer once: the tensors live as long as the decider, so their pointers do too.</summary>
     public CpuDeciderMlp(DeciderLayout layout, Func<string, KernelWeight> linear, Func<string, Tensor> parameter)
     {
         _layout = layout;
-        _linear = linear;
-        _parameter = parameter;
         var c = layout.Config;
         int features = c.HiddenStatesSize * Math.Max(1, c.HiddenStatesLayerNums.Length);
         _widest = new[] { features + c.HiddenStatesSize, c.TopK, layout.BlockDims.Max() * c.ExpansionFactor }.Max();
+        Layer L(string name) => new(linear($"{name}.weight"), TensorMemory.Pointer<float>(parameter($"{name}.bias")));
+        Norm N(string name) => new(TensorMemory.Pointer<float>(parameter($"{name}.weight")), TensorMemory.Pointer<float>(parameter($"{name}.bias")));
+        _hiddenNorm = c.NormalizeInput ? N(DeciderLayout.LayerNormHiddenStates) : null;
+        _logits = L(DeciderLayout.LogitsProjection);
+        _combined = L(DeciderLayout.CombinedProjection);
+        _input = L(DeciderLayout.InputProjection);
+        _blocks = [.. Enumerable.Range(0, layout.BlockCount).Select(j => (
+            N(DeciderLayout.BlockNorm(j)), L(DeciderLayout.BlockUp(j)), L(DeciderLayout.BlockDown(j)),
+            layout.HasDimChange(j) ? L(DeciderLayout.BlockDimChange(j)) : (Layer?)null))];
+        _outputNorm = N(DeciderLayout.OutputNorm);
+        _output = L(DeciderLayout.OutputLinear);
     }
 
     /// <summary>Continue probabilities <c>[rows]</c>, as <see cref="IterationDecider.ContinueProbability"/> takes and returns them.</summary>
@@ -51,34 +63,35 @@ internal sealed unsafe class CpuDeciderMlp
             new ReadOnlySpan<float>(tops + ((long)i * k), k).CopyTo(new Span<float>(v + ((long)i * k), k));
         }
 
-        if (c.NormalizeInput)
+        if (_hiddenNorm is { } hiddenNorm)
         {
-            LayerNorm(x, m, features, combined, DeciderLayout.LayerNormHiddenStates, x);
+            LayerNorm(x, m, features, combined, hiddenNorm, x);
             for (int i = 0; i < m; i++)
             {
                 SoftMax(new Span<float>(v + ((long)i * k), k));
             }
         }
 
-        Linear(DeciderLayout.LogitsProjection, v, m, t);
+        _logits.Run(v, m, t);
         for (int i = 0; i < m; i++)
         {
             new ReadOnlySpan<float>(t + ((long)i * h), h).CopyTo(new Span<float>(x + ((long)i * combined) + features, h));
         }
 
-        Linear(DeciderLayout.CombinedProjection, x, m, t);
-        Linear(DeciderLayout.InputProjection, t, m, x);
-        for (int j = 0; j < _layout.BlockCount; j++)
+        _combined.Run(x, m, t);
+        _input.Run(t, m, x);
+        for (int j = 0; j < _blocks.Length; j++)
         {
+            var (norm, up, down, dimChange) = _blocks[j];
             int din = _layout.BlockDims[j], dout = _layout.BlockDims[j + 1];
-            LayerNorm(x, m, din, din, DeciderLayout.BlockNorm(j), t);
-            Linear(DeciderLayout.BlockUp(j), t, m, u);
+            LayerNorm(x, m, din, din, norm, t);
+            up.Run(t, m, u);
             Gelu(u, (long)m * din * c.ExpansionFactor);
-            Linear(DeciderLayout.BlockDown(j), u, m, t);
+            down.Run(u, m, t);
             float* residual = x;
-            if (_layout.HasDimChange(j))
+            if (dimChange is { } change)
             {
-                Linear(DeciderLayout.BlockDimChange(j), x, m, r);
+                change.Run(x, m, r);
                 residual = r;
             }
 
@@ -89,8 +102,8 @@ internal sealed unsafe class CpuDeciderMlp
         }
 
         int last = _layout.BlockDims[^1];
-        LayerNorm(x, m, last, last, DeciderLayout.OutputNorm, t);
-        Linear(DeciderLayout.OutputLinear, t, m, u);
+        LayerNorm(x, m, last, last, _outputNorm, t);
+        _output.Run(t, m, u);
         var probabilities = empty(m, dtype: ScalarType.Float32);
         var p = new Span<float>(TensorMemory.Pointer<float>(probabilities), m);
         for (int i = 0; i < m; i++)
@@ -101,13 +114,10 @@ internal sealed unsafe class CpuDeciderMlp
         return probabilities;
     }
 
-    private void Linear(string name, float* input, int rows, float* output) =>
-        _linear($"{name}.weight").Multiply(input, rows, output, TensorMemory.Pointer<float>(_parameter($"{name}.bias")));
-
     /// <summary>torch.nn.LayerNorm over <paramref name="width"/> entries of rows <paramref name="stride"/> apart, into rows of <paramref name="width"/> (in place when output is input and the strides agree).</summary>
-    private void LayerNorm(float* input, int rows, int width, int stride, string name, float* output)
+    private static void LayerNorm(float* input, int rows, int width, int stride, Norm norm, float* output)
     {
-        float* weight = TensorMemory.Pointer<float>(_parameter($"{name}.weight")), bias = TensorMemory.Pointer<float>(_parameter($"{name}.bias"));
+        float* weight = norm.Weight, bias = norm.Bias;
         int outStride = output == input ? stride : width;
         for (int i = 0; i < rows; i++)
         {
@@ -184,6 +194,22 @@ internal sealed unsafe class CpuDeciderMlp
 
     private static readonly double[] ErfCoefficients =
         [-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277];
+
+    /// <summary>A linear layer and its bias.</summary>
+    private readonly struct Layer(KernelWeight weight, float* bias)
+    {
+        private readonly float* _bias = bias;
+
+        public void Run(float* input, int rows, float* output) => weight.Multiply(input, rows, output, _bias);
+    }
+
+    /// <summary>A LayerNorm's scale and shift.</summary>
+    private readonly struct Norm(float* weight, float* bias)
+    {
+        public float* Weight { get; } = weight;
+
+        public float* Bias { get; } = bias;
+    }
 
     /// <summary>Five buffers of a thread's rows, kept between calls (engines on other threads get their own).</summary>
     private sealed class Scratch

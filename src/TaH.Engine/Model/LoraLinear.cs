@@ -99,57 +99,39 @@ internal abstract class LoraDelta : IDisposable
     /// </summary>
     public static LoraDelta Create(IReadOnlyList<(long OutSize, Tensor? A, Tensor? B)> parts, long inFeatures, double scaling, bool cpuKernels, ScalarType dtype, Device device)
     {
-        long rankTotal = parts.Sum(p => p.A?.shape[0] ?? 0), outTotal = parts.Sum(p => p.OutSize);
-        var a = zeros(rankTotal, inFeatures, dtype: cpuKernels ? ScalarType.Float32 : dtype, device: cpuKernels ? CPU : device);
-        long rank = 0;
-        foreach (var part in parts.Where(p => p.A is not null))
-        {
-            a.narrow(0, rank, part.A!.shape[0]).copy_(part.A);
-            rank += part.A.shape[0];
-        }
-
-        if (cpuKernels)
-        {
-            var segments = new List<LoraSegment>();
-            long packed = parts.Where(p => p.B is not null).Sum(p => p.OutSize * p.B!.shape[1]);
-            var b = empty(packed, dtype: ScalarType.Float32);
-            long row = 0, offset = 0;
-            rank = 0;
-            foreach (var part in parts)
-            {
-                if (part.B is { } pb)
-                {
-                    long r = pb.shape[1];
-                    using var scaled = pb.to(ScalarType.Float32, CPU).mul(PinnedScalars.Of(scaling));
-                    b.narrow(0, offset, part.OutSize * r).copy_(scaled.reshape(-1));
-                    segments.Add(new LoraSegment((int)row, (int)part.OutSize, (int)rank, (int)r, offset));
-                    offset += part.OutSize * r;
-                    rank += r;
-                }
-
-                row += part.OutSize;
-            }
-
-            return new CpuLoraDelta(a, b, [.. segments], (int)outTotal);
-        }
-
-        var block = zeros(outTotal, rankTotal, dtype: dtype, device: device);
-        long outRow = 0;
-        rank = 0;
+        // Where each adapted part sits: its output rows, its slice of the stacked ranks, its B block.
+        var segments = new List<LoraSegment>();
+        long row = 0, rank = 0, packed = 0;
         foreach (var part in parts)
         {
             if (part.B is { } pb)
             {
-                long r = pb.shape[1];
-                using var scaled = pb.mul(PinnedScalars.Of(scaling));
-                block.narrow(0, outRow, part.OutSize).narrow(1, rank, r).copy_(scaled);
-                rank += r;
+                segments.Add(new LoraSegment((int)row, (int)part.OutSize, (int)rank, (int)pb.shape[1], packed));
+                rank += pb.shape[1];
+                packed += part.OutSize * pb.shape[1];
             }
 
-            outRow += part.OutSize;
+            row += part.OutSize;
         }
 
-        return new TorchLoraDelta(a, block);
+        var adapted = parts.Where(p => p.B is not null).ToArray();
+        var type = cpuKernels ? ScalarType.Float32 : dtype;
+        var on = cpuKernels ? CPU : device;
+        var a = zeros(rank, inFeatures, dtype: type, device: on);
+        var b = cpuKernels ? empty(packed, dtype: type) : zeros(row, rank, dtype: type, device: on);
+        for (int i = 0; i < segments.Count; i++)
+        {
+            var s = segments[i];
+            a.narrow(0, s.RankStart, s.Rank).copy_(adapted[i].A!);
+            using var scaled = adapted[i].B!.mul(PinnedScalars.Of(scaling));
+            // The CPU kernel reads each block packed; torch multiplies by the block-diagonal whole.
+            var target = cpuKernels
+                ? b.narrow(0, s.BOffset, (long)s.OutCount * s.Rank).view(s.OutCount, s.Rank)
+                : b.narrow(0, s.OutStart, s.OutCount).narrow(1, s.RankStart, s.Rank);
+            target.copy_(scaled);
+        }
+
+        return cpuKernels ? new CpuLoraDelta(a, b, [.. segments], (int)row) : new TorchLoraDelta(a, b);
     }
 }
 

@@ -88,6 +88,7 @@ public static unsafe class CpuTopK
             SelectRange(_source + ((long)row * _n), from, to, heap);
             if (_parts == 1)
             {
+                Array.Sort(heap, Order);
                 Write(row, heap);
             }
         }
@@ -113,17 +114,13 @@ public static unsafe class CpuTopK
             }
         }
 
-        private void Write(int row, (float Value, int Index)[] candidates)
+        /// <summary>The first k of <paramref name="sorted"/> as the row's output.</summary>
+        private void Write(int row, (float Value, int Index)[] sorted)
         {
-            if (_parts == 1)
-            {
-                Array.Sort(candidates, Order);
-            }
-
             for (int j = 0; j < _k; j++)
             {
-                _values[((long)row * _k) + j] = candidates[j].Value;
-                _indices[((long)row * _k) + j] = candidates[j].Index;
+                _values[((long)row * _k) + j] = sorted[j].Value;
+                _indices[((long)row * _k) + j] = sorted[j].Index;
             }
         }
     }
