@@ -37,9 +37,9 @@ internal readonly struct LoraRows
 }
 
 /// <summary>
-/// A linear projection, optionally with a LoRA delta <c>B (A x)</c> (scaling folded into B) added
+/// A linear projection, optionally with a LoRA delta <c>s B (A x)</c> (s the adapter's scaling) added
 /// to selected rows. The base weight is in the model's <see cref="WeightFormat"/>; the delta is
-/// fp32, from the same fp32 input.
+/// computed in fp32 (from weights exact in their storage), from the same fp32 input.
 /// </summary>
 internal sealed class LoraLinear(LinearWeight weight, Tensor? bias, LoraDelta? lora) : IDisposable
 {
@@ -94,8 +94,9 @@ internal abstract class LoraDelta : IDisposable
 
     /// <summary>
     /// The delta of projections stacked along the output (each part's output size, and its
-    /// A <c>[r, in]</c> and B <c>[out, r]</c> or none), B scaled by <paramref name="scaling"/>:
-    /// for the CPU kernel formats without B's zeros, else as torch tensors on the model's device.
+    /// A <c>[r, in]</c> and B <c>[out, r]</c> or none) at <paramref name="scaling"/>: for the CPU
+    /// kernel formats without B's zeros (bf16 when every value is exact in it, else fp32), else as
+    /// torch tensors on the model's device with the scaling folded into B.
     /// </summary>
     public static LoraDelta Create(IReadOnlyList<(long OutSize, Tensor? A, Tensor? B)> parts, long inFeatures, double scaling, bool cpuKernels, ScalarType dtype, Device device)
     {
@@ -115,7 +116,7 @@ internal abstract class LoraDelta : IDisposable
         }
 
         var adapted = parts.Where(p => p.B is not null).ToArray();
-        var type = cpuKernels ? ScalarType.Float32 : dtype;
+        var type = !cpuKernels ? dtype : adapted.All(p => ExactInBf16(p.A!) && ExactInBf16(p.B!)) ? ScalarType.BFloat16 : ScalarType.Float32;
         var on = cpuKernels ? CPU : device;
         var a = zeros(rank, inFeatures, dtype: type, device: on);
         var b = cpuKernels ? empty(packed, dtype: type) : zeros(row, rank, dtype: type, device: on);
@@ -123,15 +124,26 @@ internal abstract class LoraDelta : IDisposable
         {
             var s = segments[i];
             a.narrow(0, s.RankStart, s.Rank).copy_(adapted[i].A!);
+            if (cpuKernels)
+            {
+                // The kernel reads each block packed, and scales A x itself.
+                b.narrow(0, s.BOffset, (long)s.OutCount * s.Rank).view(s.OutCount, s.Rank).copy_(adapted[i].B!);
+                continue;
+            }
+
+            // Torch multiplies by the block-diagonal whole.
             using var scaled = adapted[i].B!.mul(PinnedScalars.Of(scaling));
-            // The CPU kernel reads each block packed; torch multiplies by the block-diagonal whole.
-            var target = cpuKernels
-                ? b.narrow(0, s.BOffset, (long)s.OutCount * s.Rank).view(s.OutCount, s.Rank)
-                : b.narrow(0, s.OutStart, s.OutCount).narrow(1, s.RankStart, s.Rank);
-            target.copy_(scaled);
+            b.narrow(0, s.OutStart, s.OutCount).narrow(1, s.RankStart, s.Rank).copy_(scaled);
         }
 
-        return cpuKernels ? new CpuLoraDelta(a, b, [.. segments], (int)row) : new TorchLoraDelta(a, b);
+        return cpuKernels ? new CpuLoraDelta(a, b, [.. segments], (int)row, (float)scaling) : new TorchLoraDelta(a, b);
+    }
+
+    /// <summary>Whether bf16 holds every value exactly (a bf16 checkpoint's adapter does).</summary>
+    private static bool ExactInBf16(Tensor t)
+    {
+        using var scope = NewDisposeScope();
+        return t.dtype == ScalarType.BFloat16 || t.to(ScalarType.BFloat16).to(t.dtype).eq(t).all().item<bool>();
     }
 }
 
@@ -172,15 +184,15 @@ internal sealed class TorchLoraDelta(Tensor a, Tensor b) : LoraDelta
 }
 
 /// <summary>
-/// The delta in the project's fp32 CPU kernel (<see cref="LoraKernel"/>), B held as its blocks:
-/// for the kernel weight formats, where torch's small fp32 GEMVs and B's zeros would make a depth-2
+/// The delta in the project's CPU kernel (<see cref="LoraKernel"/>), B held as its blocks, both
+/// matrices fp32 or (exactly) bf16: for the kernel weight formats, where torch's small fp32 GEMVs and B's zeros would make a depth-2
 /// row cost far more than its share of bytes.
 /// </summary>
-internal sealed unsafe class CpuLoraDelta(Tensor a, Tensor packedB, LoraSegment[] segments, int outFeatures) : LoraDelta
+internal sealed unsafe class CpuLoraDelta(Tensor a, Tensor packedB, LoraSegment[] segments, int outFeatures, float scaling) : LoraDelta
 {
     private int[] _every = [];
 
-    public override long Bytes => (a.numel() + packedB.numel()) * sizeof(float);
+    public override long Bytes => (a.numel() * a.ElementSize) + (packedB.numel() * packedB.ElementSize);
 
     public override IEnumerable<Tensor> Parameters() => [a, packedB];
 
@@ -188,9 +200,16 @@ internal sealed unsafe class CpuLoraDelta(Tensor a, Tensor packedB, LoraSegment[
     {
         int[] selected = rows.All ? Every((int)x.shape[0]) : rows.Rows!;
         using var input = x.contiguous();
-        LoraKernel.Add(
-            TensorMemory.Pointer<float>(a), (int)a.shape[0], (int)a.shape[1], segments, TensorMemory.Pointer<float>(packedB),
-            TensorMemory.Pointer<float>(input), selected, TensorMemory.Pointer<float>(y), outFeatures);
+        int rank = (int)a.shape[0], inFeatures = (int)a.shape[1];
+        float* px = TensorMemory.Pointer<float>(input), py = TensorMemory.Pointer<float>(y);
+        if (a.dtype == ScalarType.BFloat16)
+        {
+            LoraKernel.Add(TensorMemory.Pointer<ushort>(a), rank, inFeatures, segments, TensorMemory.Pointer<ushort>(packedB), scaling, px, selected, py, outFeatures);
+        }
+        else
+        {
+            LoraKernel.Add(TensorMemory.Pointer<float>(a), rank, inFeatures, segments, TensorMemory.Pointer<float>(packedB), scaling, px, selected, py, outFeatures);
+        }
     }
 
     private int[] Every(int n)

@@ -121,12 +121,6 @@ public static unsafe class Bf16Gemm
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Widen(ushort* p) => Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(p)), 16).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Widen256(ushort* p) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(p)).AsUInt32(), 16).AsSingle();
-
     /// <summary>4 weight rows x 4 activation rows, 16 columns per register, two registers per chunk.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx512Rows4(Bf16Matrix w, int tile, float* x, int m, float* y, float* bias)
@@ -146,22 +140,22 @@ public static unsafe class Bf16Gemm
             var a1 = Vector512.Load(x1 + c);
             var a2 = Vector512.Load(x2 + c);
             var a3 = Vector512.Load(x3 + c);
-            var w0 = Widen(chunk);
+            var w0 = Bf16Bits.Widen512(chunk);
             c00 = Avx512F.FusedMultiplyAdd(w0, a0, c00);
             c01 = Avx512F.FusedMultiplyAdd(w0, a1, c01);
             c02 = Avx512F.FusedMultiplyAdd(w0, a2, c02);
             c03 = Avx512F.FusedMultiplyAdd(w0, a3, c03);
-            var w1 = Widen(chunk + 32);
+            var w1 = Bf16Bits.Widen512(chunk + 32);
             c10 = Avx512F.FusedMultiplyAdd(w1, a0, c10);
             c11 = Avx512F.FusedMultiplyAdd(w1, a1, c11);
             c12 = Avx512F.FusedMultiplyAdd(w1, a2, c12);
             c13 = Avx512F.FusedMultiplyAdd(w1, a3, c13);
-            var w2 = Widen(chunk + 64);
+            var w2 = Bf16Bits.Widen512(chunk + 64);
             c20 = Avx512F.FusedMultiplyAdd(w2, a0, c20);
             c21 = Avx512F.FusedMultiplyAdd(w2, a1, c21);
             c22 = Avx512F.FusedMultiplyAdd(w2, a2, c22);
             c23 = Avx512F.FusedMultiplyAdd(w2, a3, c23);
-            var w3 = Widen(chunk + 96);
+            var w3 = Bf16Bits.Widen512(chunk + 96);
             c30 = Avx512F.FusedMultiplyAdd(w3, a0, c30);
             c31 = Avx512F.FusedMultiplyAdd(w3, a1, c31);
             c32 = Avx512F.FusedMultiplyAdd(w3, a2, c32);
@@ -200,16 +194,16 @@ public static unsafe class Bf16Gemm
             ushort* chunk = q + ((c / Bf16Matrix.Chunk) * Bf16Matrix.TileRows * Bf16Matrix.Chunk) + (c % Bf16Matrix.Chunk);
             var a0 = Vector256.Load(x0 + c);
             var a1 = Vector256.Load(x1 + c);
-            var w0 = Widen256(chunk);
+            var w0 = Bf16Bits.Widen256(chunk);
             c00 = Fma.MultiplyAdd(w0, a0, c00);
             c01 = Fma.MultiplyAdd(w0, a1, c01);
-            var w1 = Widen256(chunk + 32);
+            var w1 = Bf16Bits.Widen256(chunk + 32);
             c10 = Fma.MultiplyAdd(w1, a0, c10);
             c11 = Fma.MultiplyAdd(w1, a1, c11);
-            var w2 = Widen256(chunk + 64);
+            var w2 = Bf16Bits.Widen256(chunk + 64);
             c20 = Fma.MultiplyAdd(w2, a0, c20);
             c21 = Fma.MultiplyAdd(w2, a1, c21);
-            var w3 = Widen256(chunk + 96);
+            var w3 = Bf16Bits.Widen256(chunk + 96);
             c30 = Fma.MultiplyAdd(w3, a0, c30);
             c31 = Fma.MultiplyAdd(w3, a1, c31);
         }
@@ -239,10 +233,10 @@ public static unsafe class Bf16Gemm
             {
                 ushort* chunk = q + ((c / Bf16Matrix.Chunk) * Bf16Matrix.TileRows * Bf16Matrix.Chunk) + (c % Bf16Matrix.Chunk);
                 var v = Vector512.Load(a + c);
-                c0 = Avx512F.FusedMultiplyAdd(Widen(chunk), v, c0);
-                c1 = Avx512F.FusedMultiplyAdd(Widen(chunk + 32), v, c1);
-                c2 = Avx512F.FusedMultiplyAdd(Widen(chunk + 64), v, c2);
-                c3 = Avx512F.FusedMultiplyAdd(Widen(chunk + 96), v, c3);
+                c0 = Avx512F.FusedMultiplyAdd(Bf16Bits.Widen512(chunk), v, c0);
+                c1 = Avx512F.FusedMultiplyAdd(Bf16Bits.Widen512(chunk + 32), v, c1);
+                c2 = Avx512F.FusedMultiplyAdd(Bf16Bits.Widen512(chunk + 64), v, c2);
+                c3 = Avx512F.FusedMultiplyAdd(Bf16Bits.Widen512(chunk + 96), v, c3);
             }
 
             (sums[0], sums[1], sums[2], sums[3]) = (Vector512.Sum(c0), Vector512.Sum(c1), Vector512.Sum(c2), Vector512.Sum(c3));
@@ -254,10 +248,10 @@ public static unsafe class Bf16Gemm
             {
                 ushort* chunk = q + ((c / Bf16Matrix.Chunk) * Bf16Matrix.TileRows * Bf16Matrix.Chunk) + (c % Bf16Matrix.Chunk);
                 var v = Vector256.Load(a + c);
-                c0 = Fma.MultiplyAdd(Widen256(chunk), v, c0);
-                c1 = Fma.MultiplyAdd(Widen256(chunk + 32), v, c1);
-                c2 = Fma.MultiplyAdd(Widen256(chunk + 64), v, c2);
-                c3 = Fma.MultiplyAdd(Widen256(chunk + 96), v, c3);
+                c0 = Fma.MultiplyAdd(Bf16Bits.Widen256(chunk), v, c0);
+                c1 = Fma.MultiplyAdd(Bf16Bits.Widen256(chunk + 32), v, c1);
+                c2 = Fma.MultiplyAdd(Bf16Bits.Widen256(chunk + 64), v, c2);
+                c3 = Fma.MultiplyAdd(Bf16Bits.Widen256(chunk + 96), v, c3);
             }
 
             (sums[0], sums[1], sums[2], sums[3]) = (Vector256.Sum(c0), Vector256.Sum(c1), Vector256.Sum(c2), Vector256.Sum(c3));
@@ -270,7 +264,7 @@ public static unsafe class Bf16Gemm
                 for (int c = 0; c < k; c++)
                 {
                     ushort bits = q[((c / Bf16Matrix.Chunk) * Bf16Matrix.TileRows * Bf16Matrix.Chunk) + (t * Bf16Matrix.Chunk) + (c % Bf16Matrix.Chunk)];
-                    sum += BitConverter.Int32BitsToSingle(bits << 16) * a[c];
+                    sum += Bf16Bits.ToSingle(bits) * a[c];
                 }
 
                 sums[t] = sum;

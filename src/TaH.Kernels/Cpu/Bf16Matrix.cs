@@ -74,7 +74,7 @@ public sealed unsafe class Bf16Matrix : IDisposable
         ObjectDisposedException.ThrowIf(_values is null, this);
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)row, (uint)Rows, nameof(row));
         ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)column, (uint)Columns, nameof(column));
-        return BitConverter.Int32BitsToSingle(Tile(row / TileRows)[Offset(row % TileRows, column)] << 16);
+        return Bf16Bits.ToSingle(Tile(row / TileRows)[Offset(row % TileRows, column)]);
     }
 
     /// <summary>Row <paramref name="row"/> as fp32.</summary>
@@ -89,7 +89,7 @@ public sealed unsafe class Bf16Matrix : IDisposable
             ushort* source = tile + ((c / Chunk) * TileRows * Chunk);
             for (int i = 0; i < Math.Min(Chunk, Columns - c); i++)
             {
-                destination[c + i] = BitConverter.Int32BitsToSingle(source[i] << 16);
+                destination[c + i] = Bf16Bits.ToSingle(source[i]);
             }
         }
     }

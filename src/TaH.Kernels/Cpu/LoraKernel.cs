@@ -1,5 +1,7 @@
-using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace TaH.Kernels.Cpu;
 
@@ -11,10 +13,12 @@ namespace TaH.Kernels.Cpu;
 public readonly record struct LoraSegment(int OutStart, int OutCount, int RankStart, int Rank, long BOffset);
 
 /// <summary>
-/// <c>y[row] += B (A x[row])</c> in fp32 for selected rows: the LoRA delta of a fused projection
-/// (q|k|v, gate|up) whose B is block-diagonal, held as its blocks only. The rows are few (a step's
-/// depth-2 rows), so each weight row is read from memory once and dotted with every selected row
-/// from cache; A's rows, then B's, are shared out over the pool.
+/// <c>y[row] += s B (A x[row])</c> for selected rows: the LoRA delta of a fused projection
+/// (q|k|v, gate|up) whose B is block-diagonal, held as its blocks only. A and B are fp32, or bf16
+/// when the checkpoint's values are exact in it (half the bytes, widened exactly in registers);
+/// the arithmetic is fp32 either way. The rows are few (a step's depth-2 rows), so each weight row
+/// is read from memory once and dotted with every selected row from cache; A's rows, then B's,
+/// are shared out over the pool.
 /// </summary>
 public static unsafe class LoraKernel
 {
@@ -23,12 +27,24 @@ public static unsafe class LoraKernel
 
     /// <param name="a"><c>A [rank, inFeatures]</c>, row-major.</param>
     /// <param name="b">The segments' B blocks, packed.</param>
+    /// <param name="scaling">The adapter's scale s, applied to <c>A x</c>.</param>
     /// <param name="x">Activations <c>[*, inFeatures]</c>, row-major.</param>
     /// <param name="rows">The rows of <paramref name="x"/> and <paramref name="y"/> that take the delta.</param>
     /// <param name="y">Outputs <c>[*, outFeatures]</c>, row-major, added to in place.</param>
     public static void Add(
-        float* a, int rank, int inFeatures, LoraSegment[] segments, float* b,
-        float* x, int[] rows, float* y, int outFeatures, CpuIsa? isa = null, CpuWorkerPool? pool = null)
+        float* a, int rank, int inFeatures, LoraSegment[] segments, float* b, float scaling,
+        float* x, int[] rows, float* y, int outFeatures, CpuIsa? isa = null, CpuWorkerPool? pool = null) =>
+        Run(a, b, bf16: false, rank, inFeatures, segments, scaling, x, rows, y, outFeatures, isa, pool);
+
+    /// <summary>The same with A and B as bf16 bit patterns.</summary>
+    public static void Add(
+        ushort* a, int rank, int inFeatures, LoraSegment[] segments, ushort* b, float scaling,
+        float* x, int[] rows, float* y, int outFeatures, CpuIsa? isa = null, CpuWorkerPool? pool = null) =>
+        Run(a, b, bf16: true, rank, inFeatures, segments, scaling, x, rows, y, outFeatures, isa, pool);
+
+    private static void Run(
+        void* a, void* b, bool bf16, int rank, int inFeatures, LoraSegment[] segments, float scaling,
+        float* x, int[] rows, float* y, int outFeatures, CpuIsa? isa, CpuWorkerPool? pool)
     {
         var path = isa ?? CpuIsas.Best;
         if (!CpuIsas.IsSupported(path))
@@ -44,7 +60,7 @@ public static unsafe class LoraKernel
         pool ??= CpuWorkerPool.Shared;
         var job = Job.ForThread;
         float* down = job.Scratch((long)rows.Length * rank);
-        job.Set(a, rank, inFeatures, segments, b, x, rows, y, outFeatures, down, path);
+        job.Set(new Weights(a, b, bf16), rank, inFeatures, segments, scaling, x, rows, y, outFeatures, down, path);
 
         job.Phase = 0;
         pool.Run(job, (rank + DownRowsPerItem - 1) / DownRowsPerItem);
@@ -53,16 +69,27 @@ public static unsafe class LoraKernel
         job.Clear();
     }
 
+    /// <summary>A and B in one storage: a row's dot product with fp32 values, from its first element.</summary>
+    private readonly struct Weights(void* a, void* b, bool bf16)
+    {
+        public float DotA(long offset, float* x, int n, CpuIsa isa) => Dot(a, bf16, offset, x, n, isa);
+
+        public float DotB(long offset, float* x, int n, CpuIsa isa) => Dot(b, bf16, offset, x, n, isa);
+
+        private static float Dot(void* w, bool bf16, long offset, float* x, int n, CpuIsa isa) =>
+            bf16 ? LoraKernel.Dot((ushort*)w + offset, x, n, isa) : LoraKernel.Dot((float*)w + offset, x, n, isa);
+    }
+
     private sealed class Job : PoolJob
     {
         [ThreadStatic]
         private static Job? _forThread;
 
-        private float* _a;
+        private Weights _weights;
         private int _rank;
         private int _in;
         private LoraSegment[] _segments = [];
-        private float* _b;
+        private float _scaling;
         private float* _x;
         private int[] _rows = [];
         private float* _y;
@@ -80,13 +107,13 @@ public static unsafe class LoraKernel
 
         public float* Scratch(long floats) => _scratch.Reserve(floats);
 
-        public void Set(float* a, int rank, int inFeatures, LoraSegment[] segments, float* b, float* x, int[] rows, float* y, int outFeatures, float* down, CpuIsa isa)
+        public void Set(Weights weights, int rank, int inFeatures, LoraSegment[] segments, float scaling, float* x, int[] rows, float* y, int outFeatures, float* down, CpuIsa isa)
         {
-            _a = a;
+            _weights = weights;
             _rank = rank;
             _in = inFeatures;
             _segments = segments;
-            _b = b;
+            _scaling = scaling;
             _x = x;
             _rows = rows;
             _y = y;
@@ -115,10 +142,9 @@ public static unsafe class LoraKernel
                 int end = Math.Min(_rank, (item + 1) * DownRowsPerItem);
                 for (int r = item * DownRowsPerItem; r < end; r++)
                 {
-                    float* weights = _a + ((long)r * _in);
                     for (int j = 0; j < _rows.Length; j++)
                     {
-                        _down[((long)j * _rank) + r] = Dot(weights, _x + ((long)_rows[j] * _in), _in, _isa);
+                        _down[((long)j * _rank) + r] = _scaling * _weights.DotA((long)r * _in, _x + ((long)_rows[j] * _in), _in, _isa);
                     }
                 }
 
@@ -133,10 +159,10 @@ public static unsafe class LoraKernel
                 for (int g = from; g < to; g++)
                 {
                     int o = g - start;
-                    float* weights = _b + s.BOffset + ((long)o * s.Rank);
+                    long weights = s.BOffset + ((long)o * s.Rank);
                     for (int j = 0; j < _rows.Length; j++)
                     {
-                        _y[((long)_rows[j] * _out) + s.OutStart + o] += Dot(weights, _down + ((long)j * _rank) + s.RankStart, s.Rank, _isa);
+                        _y[((long)_rows[j] * _out) + s.OutStart + o] += _weights.DotB(weights, _down + ((long)j * _rank) + s.RankStart, s.Rank, _isa);
                     }
                 }
 
@@ -158,6 +184,53 @@ public static unsafe class LoraKernel
         for (int i = 0; i < n; i++)
         {
             sum += p[i] * q[i];
+        }
+
+        return sum;
+    }
+
+    /// <summary>bf16 weights widened in registers, two accumulators to hide the multiply-add latency.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal static float Dot(ushort* p, float* q, int n, CpuIsa isa)
+    {
+        int i = 0;
+        float sum = 0;
+        if (isa == CpuIsa.Avx512)
+        {
+            Vector512<float> c0 = default, c1 = default;
+            for (; i + 32 <= n; i += 32)
+            {
+                c0 = Avx512F.FusedMultiplyAdd(Bf16Bits.Widen512(p + i), Vector512.Load(q + i), c0);
+                c1 = Avx512F.FusedMultiplyAdd(Bf16Bits.Widen512(p + i + 16), Vector512.Load(q + i + 16), c1);
+            }
+
+            for (; i + 16 <= n; i += 16)
+            {
+                c0 = Avx512F.FusedMultiplyAdd(Bf16Bits.Widen512(p + i), Vector512.Load(q + i), c0);
+            }
+
+            sum = Vector512.Sum(c0 + c1);
+        }
+        else if (isa == CpuIsa.Avx2)
+        {
+            Vector256<float> c0 = default, c1 = default;
+            for (; i + 16 <= n; i += 16)
+            {
+                c0 = Fma.MultiplyAdd(Bf16Bits.Widen256(p + i), Vector256.Load(q + i), c0);
+                c1 = Fma.MultiplyAdd(Bf16Bits.Widen256(p + i + 8), Vector256.Load(q + i + 8), c1);
+            }
+
+            for (; i + 8 <= n; i += 8)
+            {
+                c0 = Fma.MultiplyAdd(Bf16Bits.Widen256(p + i), Vector256.Load(q + i), c0);
+            }
+
+            sum = Vector256.Sum(c0 + c1);
+        }
+
+        for (; i < n; i++)
+        {
+            sum += Bf16Bits.ToSingle(p[i]) * q[i];
         }
 
         return sum;

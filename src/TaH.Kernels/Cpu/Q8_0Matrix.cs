@@ -88,7 +88,7 @@ public sealed unsafe class Q8_0Matrix : IDisposable
                 ushort* b = p + ((long)r * Columns);
                 for (int i = 0; i < Columns; i++)
                 {
-                    buffer[i] = BitConverter.Int32BitsToSingle(b[i] << 16);
+                    buffer[i] = Bf16Bits.ToSingle(b[i]);
                 }
 
                 QuantizeRow(row, buffer);

@@ -110,6 +110,8 @@ public class WeightFormatTests
         using var dir = new TempDirectory();
         using var rounded = new TempDirectory();
         string path = RandomTiny(dir);
+        // The adapter too, in both copies: exact in bf16, the kernel formats then hold it in bf16.
+        RoundToBf16(Path.Combine(path, "lora", "adapter_model.safetensors"), _ => true);
         foreach (string file in Directory.GetFiles(path, "*", SearchOption.AllDirectories).Where(f => f != Path.Combine(path, "model.safetensors")))
         {
             string target = Path.Combine(rounded.Path, Path.GetRelativePath(path, file));
@@ -117,20 +119,12 @@ public class WeightFormatTests
             File.Copy(file, target);
         }
 
-        using (var weights = SafeTensorsCheckpoint.OpenDirectory(path))
-        {
-            var tensors = weights.Names.Select(name =>
-            {
-                using var original = weights.Load(name);
-                using var bf16 = original.to(torch.ScalarType.BFloat16);
-                return new KeyValuePair<string, torch.Tensor>(name, original.dim() == 2 ? bf16.to(torch.ScalarType.Float32) : original.clone());
-            }).ToList();
-            SafeTensorsWriter.Write(Path.Combine(rounded.Path, "model.safetensors"), tensors);
-            tensors.ForEach(t => t.Value.Dispose());
-        }
+        File.Copy(Path.Combine(path, "model.safetensors"), Path.Combine(rounded.Path, "model.safetensors"));
+        RoundToBf16(Path.Combine(rounded.Path, "model.safetensors"), t => t.dim() == 2);
 
         using var reference = ModelLoader.Load(rounded.Path);
         using var bf16Model = ModelLoader.Load(path, ModelOptions.Parse("cpu", "bf16"));
+        Assert.Equal(2 * AdapterParameters(path), bf16Model.Base.Layers.Sum(l => new[] { l.QkvProj, l.OProj, l.GateUpProj, l.DownProj }.Sum(p => p.Lora!.Bytes)));
         var a = Inspection.Run(reference, Prompt, IterationPolicy.Parse(policy), 8);
         var b = Inspection.Run(bf16Model, Prompt, IterationPolicy.Parse(policy), 8);
         Assert.Equal(a.GreedyTokens, b.GreedyTokens);
@@ -154,8 +148,8 @@ public class WeightFormatTests
         using var bf16 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "bf16"));
         using var q8 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "q8_0"));
         // Matrices: 4, 2 and 34/32 bytes a weight; the fp32 norms are the same in all three. LoRA
-        // is fp32 in all three: the kernel formats hold exactly the adapter file's parameters, the
-        // fp32 path each fused B block-diagonally (its zeros included).
+        // is fp32 in all three (its values are not exact in bf16): the kernel formats hold exactly
+        // the adapter file's parameters, the fp32 path each fused B block-diagonally (its zeros included).
         long adapter = 4 * AdapterParameters(dir.Path);
         long fusedAdapter = fp32.Base.Layers.Sum(l => new[] { l.QkvProj, l.OProj, l.GateUpProj, l.DownProj }.Sum(p => p.Lora!.Bytes));
         Assert.True(fusedAdapter > adapter, "the fused qkv and gate|up B matrices hold zeros off their blocks");
@@ -164,15 +158,33 @@ public class WeightFormatTests
         Assert.Equal(Matrices(fp32, 34.0 / 32) + norms + adapter, q8.Base.WeightBytes);
         Assert.Equal(WeightFormat.Bf16, bf16.Base.Weights);
 
-        static long AdapterParameters(string model)
-        {
-            using var file = SafeTensorsCheckpoint.OpenFile(Path.Combine(model, "lora", "adapter_model.safetensors"));
-            return file.Names.Sum(n => file.Info(n).Shape.Aggregate(1L, (a, b) => a * b));
-        }
-
         static long Matrices(TaHModel m, double bytesPerWeight) =>
             (long)Math.Round(bytesPerWeight * m.Base.Layers.Sum(l => new[] { l.QkvProj, l.OProj, l.GateUpProj, l.DownProj }.Sum(p => p.Weight.OutFeatures * p.Weight.InFeatures))
                 + (bytesPerWeight * m.Base.EmbedTokens.OutFeatures * m.Base.EmbedTokens.InFeatures));
+    }
+
+    private static long AdapterParameters(string model)
+    {
+        using var file = SafeTensorsCheckpoint.OpenFile(Path.Combine(model, "lora", "adapter_model.safetensors"));
+        return file.Names.Sum(n => file.Info(n).Shape.Aggregate(1L, (a, b) => a * b));
+    }
+
+    /// <summary>Rewrites a safetensors file with the chosen tensors rounded to bf16 (stored as fp32).</summary>
+    private static void RoundToBf16(string file, Func<torch.Tensor, bool> which)
+    {
+        List<KeyValuePair<string, torch.Tensor>> tensors;
+        using (var weights = SafeTensorsCheckpoint.OpenFile(file))
+        {
+            tensors = [.. weights.Names.Select(name =>
+            {
+                using var original = weights.Load(name);
+                using var bf16 = original.to(torch.ScalarType.BFloat16);
+                return new KeyValuePair<string, torch.Tensor>(name, which(original) ? bf16.to(torch.ScalarType.Float32) : original.clone());
+            })];
+        }
+
+        SafeTensorsWriter.Write(file, tensors);
+        tensors.ForEach(t => t.Value.Dispose());
     }
 
     [Fact]

@@ -2,20 +2,24 @@ using TaH.Kernels.Cpu;
 
 namespace TaH.Kernels.Tests.Cpu;
 
-/// <summary>The fp32 LoRA kernel against an fp64 evaluation of the block-diagonal delta it stands for.</summary>
+/// <summary>The LoRA kernel, fp32 and bf16 storage, against an fp64 evaluation of the block-diagonal delta it stands for.</summary>
 public unsafe class LoraKernelTests
 {
     private const double Unit = 1.0 / (1 << 24);
 
-    public static TheoryData<CpuIsa, int> Paths()
+    // Not a power of two, so a scale applied twice or not at all shows.
+    private const float Scaling = 0.75f;
+
+    public static TheoryData<CpuIsa, int, bool> Paths()
     {
-        var data = new TheoryData<CpuIsa, int>();
+        var data = new TheoryData<CpuIsa, int, bool>();
         foreach (var isa in CpuIsas.Supported)
         {
             // Input widths: below one register, odd, and a wide one with a tail.
             foreach (int inFeatures in new[] { 7, 40, 1000 })
             {
-                data.Add(isa, inFeatures);
+                data.Add(isa, inFeatures, false);
+                data.Add(isa, inFeatures, true);
             }
         }
 
@@ -24,14 +28,14 @@ public unsafe class LoraKernelTests
 
     [Theory]
     [MemberData(nameof(Paths))]
-    public void AddsTheDeltaToTheSelectedRowsOnly(CpuIsa isa, int inFeatures)
+    public void AddsTheDeltaToTheSelectedRowsOnly(CpuIsa isa, int inFeatures, bool bf16)
     {
-        var random = new Random(inFeatures + (int)isa);
+        var random = new Random(inFeatures + (int)isa + (bf16 ? 100 : 0));
         // Three fused parts: q-like with rank 5, one without an adapter, one with rank 3 (129 rows: a partial item).
         int[] outs = [70, 30, 129];
         int?[] ranks = [5, null, 3];
         int outFeatures = outs.Sum(), rank = ranks.Sum(r => r ?? 0);
-        var a = Values(random, rank * inFeatures);
+        var a = Weights(random, rank * inFeatures, bf16);
         var segments = new List<LoraSegment>();
         var packed = new List<float>();
         for (int p = 0, start = 0, rankStart = 0; p < outs.Length; start += outs[p], p++)
@@ -39,7 +43,7 @@ public unsafe class LoraKernelTests
             if (ranks[p] is int r)
             {
                 segments.Add(new LoraSegment(start, outs[p], rankStart, r, packed.Count));
-                packed.AddRange(Values(random, outs[p] * r));
+                packed.AddRange(Weights(random, outs[p] * r, bf16));
                 rankStart += r;
             }
         }
@@ -52,9 +56,18 @@ public unsafe class LoraKernelTests
             var before = Values(random, batch * outFeatures);
             int[] selected = [.. Enumerable.Range(0, batch).Where(i => i % 3 != 1)];
             var y = (float[])before.Clone();
+            ushort[] a16 = Bits(a), b16 = Bits(b);
             fixed (float* pa = a, pb = b, px = x, py = y)
+            fixed (ushort* qa = a16, qb = b16)
             {
-                LoraKernel.Add(pa, rank, inFeatures, [.. segments], pb, px, selected, py, outFeatures, isa, pool);
+                if (bf16)
+                {
+                    LoraKernel.Add(qa, rank, inFeatures, [.. segments], qb, Scaling, px, selected, py, outFeatures, isa, pool);
+                }
+                else
+                {
+                    LoraKernel.Add(pa, rank, inFeatures, [.. segments], pb, Scaling, px, selected, py, outFeatures, isa, pool);
+                }
             }
 
             for (int row = 0; row < batch; row++)
@@ -68,16 +81,16 @@ public unsafe class LoraKernelTests
                     }
 
                     var (exact, bound) = Expected(a, b, segments, x, before, row, o, inFeatures, outFeatures);
-                    Assert.True(Math.Abs(y[(row * outFeatures) + o] - exact) <= bound, $"{isa} y[{row},{o}] = {y[(row * outFeatures) + o]}, fp64 {exact} (bound {bound})");
+                    Assert.True(Math.Abs(y[(row * outFeatures) + o] - exact) <= bound, $"{isa} bf16={bf16} y[{row},{o}] = {y[(row * outFeatures) + o]}, fp64 {exact} (bound {bound})");
                 }
             }
         }
     }
 
     /// <summary>
-    /// The fp64 value of y + B (A x) at one entry, and a bound on the fp32 kernel's error: each down
-    /// entry carries at most gamma_in of its magnitude (sums in any order), the B dot product
-    /// gamma_r of its own, and the final add one rounding.
+    /// The fp64 value of y + s B (A x) at one entry, and a bound on the fp32 kernel's error: each
+    /// down entry carries at most gamma_in of its magnitude (sums in any order) and the scaling one
+    /// rounding, the B dot product gamma_r of its own, and the final add one rounding.
     /// </summary>
     private static (double Exact, double Bound) Expected(float[] a, float[] b, List<LoraSegment> segments, float[] x, float[] y, int row, int o, int inFeatures, int outFeatures)
     {
@@ -101,9 +114,10 @@ public unsafe class LoraKernelTests
             }
 
             double weight = b[s.BOffset + ((o - s.OutStart) * s.Rank) + r];
-            exact += weight * down;
-            magnitude += Math.Abs(weight) * (Math.Abs(down) + (gIn * downMagnitude));
-            downError += Math.Abs(weight) * gIn * downMagnitude;
+            double error = Scaling * (gIn + (2 * Unit)) * downMagnitude;
+            exact += weight * Scaling * down;
+            magnitude += Math.Abs(weight) * ((Scaling * Math.Abs(down)) + error);
+            downError += Math.Abs(weight) * error;
         }
 
         double total = prior + exact;
@@ -112,6 +126,12 @@ public unsafe class LoraKernelTests
     }
 
     private static double Gamma(int n) => n * Unit / (1 - (n * Unit));
+
+    /// <summary>Random weights; for bf16, rounded to values it holds exactly, so fp64 sees what the kernel reads.</summary>
+    private static float[] Weights(Random random, int count, bool bf16) =>
+        bf16 ? [.. Values(random, count).Select(v => BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(v) & unchecked((int)0xFFFF0000)))] : Values(random, count);
+
+    private static ushort[] Bits(float[] values) => [.. values.Select(v => (ushort)(BitConverter.SingleToUInt32Bits(v) >> 16))];
 
     private static float[] Values(Random random, int count) =>
         [.. Enumerable.Range(0, count).Select(_ => (float)(random.NextDouble() - 0.5))];
