@@ -1,21 +1,23 @@
 using System.Runtime.Intrinsics;
 using TorchSharp;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using static TorchSharp.torch;
 
 namespace TaH.Kernels.Cpu;
 
 /// <summary>
 /// The k largest entries of each row, as <c>torch.topk(k)</c> returns them (descending; among
-/// equal values the lower index first), in one pass: a k-entry min-heap whose root is the bar a
-/// value must clear, the row scanned 8 at a time against it. For k = 100 of a 151,936-entry
-/// vocabulary the heap changes a few hundred times, so the pass runs at memory speed, where
-/// torch's CPU topk takes about a millisecond per row. Rows, and the column ranges of a row when
-/// rows are fewer than threads, go to the worker pool; a row's ranges' heaps merge at the end.
+/// equal values the lower index first), for finite values. A bar first: the k-th largest of the
+/// row's chunk maxima, which at least k entries reach, so every entry of the top k does too. Only
+/// the chunks whose maximum reaches it are scanned, and the few entries that clear it are sorted.
+/// For k = 100 of a 151,936-entry vocabulary that is one pass of SIMD maxima and a sort of a few
+/// hundred pairs, where torch's CPU topk takes about a millisecond per row. Rows go to the worker
+/// pool.
 /// </summary>
 public static unsafe class CpuTopK
 {
-    /// <summary>Below this many columns a row is not split.</summary>
-    private const int MinSplitColumns = 1 << 14;
+    /// <summary>Entries per chunk: enough for SIMD maxima to run at memory speed, few enough that the bar is tight.</summary>
+    private const int Chunk = 256;
 
     public static (Tensor Values, Tensor Indices) Select(Tensor rows, int k, CpuWorkerPool? pool = null)
     {
@@ -29,16 +31,9 @@ public static unsafe class CpuTopK
         int count = (int)rows.shape[0], n = (int)rows.shape[1];
         var values = empty(count, k, dtype: ScalarType.Float32);
         var indices = empty(count, k, dtype: ScalarType.Int64);
-        // Each range must hold at least k entries to fill its heap.
-        int parts = count >= pool.Threads || n < MinSplitColumns ? 1 : Math.Max(1, Math.Min(pool.Threads, n / Math.Max(k, MinSplitColumns / 4)));
         var job = Job.ForThread;
-        job.Set(TensorMemory.Pointer<float>(input), n, k, parts, count, TensorMemory.Pointer<float>(values), TensorMemory.Pointer<long>(indices));
-        pool.Run(job, count * parts);
-        if (parts > 1)
-        {
-            job.Merge();
-        }
-
+        job.Set(TensorMemory.Pointer<float>(input), n, k, TensorMemory.Pointer<float>(values), TensorMemory.Pointer<long>(indices));
+        pool.Run(job, count);
         job.Clear();
         return (values, indices);
     }
@@ -51,26 +46,17 @@ public static unsafe class CpuTopK
         private float* _source;
         private int _n;
         private int _k;
-        private int _parts;
-        private int _rows;
         private float* _values;
         private long* _indices;
-        private (float Value, int Index)[][] _heaps = [];
-        private (float Value, int Index)[] _merged = [];
 
         public static Job ForThread => _forThread ??= new Job();
 
-        public void Set(float* source, int n, int k, int parts, int rows, float* values, long* indices)
+        public void Set(float* source, int n, int k, float* values, long* indices)
         {
-            (_n, _k, _parts, _rows) = (n, k, parts, rows);
             _source = source;
+            (_n, _k) = (n, k);
             _values = values;
             _indices = indices;
-            int items = rows * parts;
-            if (_heaps.Length < items || (_heaps.Length > 0 && _heaps[0].Length != k))
-            {
-                _heaps = [.. Enumerable.Range(0, Math.Max(items, _heaps.Length)).Select(_ => new (float, int)[k])];
-            }
         }
 
         public void Clear()
@@ -80,124 +66,161 @@ public static unsafe class CpuTopK
             _indices = null;
         }
 
-        public override void Execute(int item)
+        public override void Execute(int item) =>
+            SelectRow(_source + ((long)item * _n), _n, _k, RowSpace.ForThread, _values + ((long)item * _k), _indices + ((long)item * _k));
+    }
+
+    /// <summary>A thread's chunk maxima and candidates, kept from row to row.</summary>
+    private sealed class RowSpace
+    {
+        [ThreadStatic]
+        private static RowSpace? _forThread;
+
+        public static RowSpace ForThread => _forThread ??= new RowSpace();
+
+        public float[] Maxima { get; private set; } = [];
+
+        /// <summary>The maxima again, sorted to find the bar.</summary>
+        public float[] Sorted { get; private set; } = [];
+
+        public (float Value, int Index)[] Candidates { get; private set; } = [];
+
+        public int CandidateCount { get; set; }
+
+        public void Reserve(int chunks)
         {
-            int row = item / _parts, part = item % _parts;
-            int from = (int)((long)_n * part / _parts), to = (int)((long)_n * (part + 1) / _parts);
-            var heap = _heaps[item];
-            SelectRange(_source + ((long)row * _n), from, to, heap);
-            if (_parts == 1)
+            if (Maxima.Length < chunks)
             {
-                Array.Sort(heap, Order);
-                Write(row, heap);
+                Maxima = new float[chunks];
+                Sorted = new float[chunks];
+            }
+
+            CandidateCount = 0;
+        }
+
+        public void Add(float value, int index)
+        {
+            if (CandidateCount == Candidates.Length)
+            {
+                var grown = new (float, int)[Math.Max(1024, Candidates.Length * 2)];
+                Candidates.AsSpan().CopyTo(grown);
+                Candidates = grown;
+            }
+
+            Candidates[CandidateCount++] = (value, index);
+        }
+    }
+
+    private static void SelectRow(float* row, int n, int k, RowSpace space, float* values, long* indices)
+    {
+        int chunks = (n + Chunk - 1) / Chunk;
+        space.Reserve(chunks);
+        var maxima = space.Maxima.AsSpan(0, chunks);
+        for (int c = 0; c < chunks; c++)
+        {
+            maxima[c] = TensorPrimitives.Max(new ReadOnlySpan<float>(row + ((long)c * Chunk), Math.Min(Chunk, n - (c * Chunk))));
+        }
+
+        // The bar: at least k chunks have a maximum at or above it, so at least k entries reach it.
+        float bar = float.NegativeInfinity;
+        if (chunks >= k)
+        {
+            var scratch = space.Sorted.AsSpan(0, chunks);
+            maxima.CopyTo(scratch);
+            bar = KthLargest(scratch, k);
+        }
+
+        for (int c = 0; c < chunks; c++)
+        {
+            if (maxima[c] < bar)
+            {
+                continue;
+            }
+
+            int from = c * Chunk, to = Math.Min(n, from + Chunk), i = from;
+            var vectorBar = Vector256.Create(bar);
+            for (; i + 8 <= to; i += 8)
+            {
+                if (Vector256.GreaterThanOrEqualAny(Vector256.Load(row + i), vectorBar))
+                {
+                    for (int j = i; j < i + 8; j++)
+                    {
+                        if (row[j] >= bar)
+                        {
+                            space.Add(row[j], j);
+                        }
+                    }
+                }
+            }
+
+            for (; i < to; i++)
+            {
+                if (row[i] >= bar)
+                {
+                    space.Add(row[i], i);
+                }
             }
         }
 
-        /// <summary>Each row's parts' heaps together hold its top k: the best k of them, in order.</summary>
-        public void Merge()
+        var candidates = space.Candidates.AsSpan(0, space.CandidateCount);
+        candidates.Sort(default(Order));
+        for (int j = 0; j < k; j++)
         {
-            if (_merged.Length != _parts * _k)
-            {
-                _merged = new (float, int)[_parts * _k];
-            }
+            values[j] = candidates[j].Value;
+            indices[j] = candidates[j].Index;
+        }
+    }
 
-            var all = _merged;
-            for (int row = 0; row < _rows; row++)
+    /// <summary>The k-th largest of <paramref name="values"/> (reordered in place): a quickselect.</summary>
+    private static float KthLargest(Span<float> values, int k)
+    {
+        int target = values.Length - k, low = 0, high = values.Length - 1;
+        while (low < high)
+        {
+            float pivot = values[low + ((high - low) / 2)];
+            int i = low, j = high;
+            while (i <= j)
             {
-                for (int p = 0; p < _parts; p++)
+                while (values[i] < pivot)
                 {
-                    _heaps[(row * _parts) + p].CopyTo(all, p * _k);
+                    i++;
                 }
 
-                Array.Sort(all, Order);
-                Write(row, all);
+                while (values[j] > pivot)
+                {
+                    j--;
+                }
+
+                if (i <= j)
+                {
+                    (values[i], values[j]) = (values[j], values[i]);
+                    i++;
+                    j--;
+                }
+            }
+
+            // [low, j] <= pivot <= [i, high], and (j, i) holds the pivot's equals.
+            if (target <= j)
+            {
+                high = j;
+            }
+            else if (target >= i)
+            {
+                low = i;
+            }
+            else
+            {
+                return values[target];
             }
         }
 
-        /// <summary>The first k of <paramref name="sorted"/> as the row's output.</summary>
-        private void Write(int row, (float Value, int Index)[] sorted)
-        {
-            for (int j = 0; j < _k; j++)
-            {
-                _values[((long)row * _k) + j] = sorted[j].Value;
-                _indices[((long)row * _k) + j] = sorted[j].Index;
-            }
-        }
+        return values[target];
     }
 
     /// <summary>Descending by value, ascending by index among equals.</summary>
-    private static readonly Comparison<(float Value, int Index)> Order =
-        static (a, b) => a.Value != b.Value ? b.Value.CompareTo(a.Value) : a.Index.CompareTo(b.Index);
-
-    /// <summary>The top <c>heap.Length</c> of <c>row[from..to)</c>, as a min-heap.</summary>
-    private static void SelectRange(float* row, int from, int to, (float Value, int Index)[] heap)
+    private readonly struct Order : IComparer<(float Value, int Index)>
     {
-        int k = heap.Length;
-        for (int i = 0; i < k; i++)
-        {
-            heap[i] = (row[from + i], from + i);
-        }
-
-        for (int i = (k / 2) - 1; i >= 0; i--)
-        {
-            SiftDown(heap, i);
-        }
-
-        int next = from + k;
-        for (; next + 8 <= to; next += 8)
-        {
-            if (Vector256.GreaterThanAny(Vector256.Load(row + next), Vector256.Create(heap[0].Value)))
-            {
-                for (int i = next; i < next + 8; i++)
-                {
-                    Offer(heap, row[i], i);
-                }
-            }
-        }
-
-        for (; next < to; next++)
-        {
-            Offer(heap, row[next], next);
-        }
+        public int Compare((float Value, int Index) a, (float Value, int Index) b) =>
+            a.Value != b.Value ? b.Value.CompareTo(a.Value) : a.Index.CompareTo(b.Index);
     }
-
-    /// <summary>A later index displaces the root only with a strictly larger value (lower index first among equals).</summary>
-    private static void Offer((float Value, int Index)[] heap, float value, int index)
-    {
-        if (value > heap[0].Value)
-        {
-            heap[0] = (value, index);
-            SiftDown(heap, 0);
-        }
-    }
-
-    /// <summary>Min-heap on value; among equal values the higher index is "smaller" (leaves first).</summary>
-    private static void SiftDown((float Value, int Index)[] heap, int i)
-    {
-        int n = heap.Length;
-        while (true)
-        {
-            int smallest = i, left = (2 * i) + 1, right = left + 1;
-            if (left < n && Below(heap[left], heap[smallest]))
-            {
-                smallest = left;
-            }
-
-            if (right < n && Below(heap[right], heap[smallest]))
-            {
-                smallest = right;
-            }
-
-            if (smallest == i)
-            {
-                return;
-            }
-
-            (heap[i], heap[smallest]) = (heap[smallest], heap[i]);
-            i = smallest;
-        }
-    }
-
-    private static bool Below((float Value, int Index) a, (float Value, int Index) b) =>
-        a.Value < b.Value || (a.Value == b.Value && a.Index > b.Index);
 }

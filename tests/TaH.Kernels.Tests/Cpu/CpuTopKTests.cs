@@ -34,15 +34,23 @@ public class CpuTopKTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(5)]
-    public void RowsSplitOverThreadsMergeAsOneScanWould(int rows)
+    [InlineData(1, "ties")]
+    [InlineData(5, "ties")]
+    [InlineData(2, "clustered")]
+    [InlineData(1, "constant")]
+    public void TiesAndClustersComeOutInTheEnginesOrder(int rows, string shape)
     {
         using var scope = NewDisposeScope();
-        // Values in steps of 1/8 repeat hundreds of times, so ties straddle the column ranges.
         manual_seed(rows);
-        var x = randn(rows, 151936).mul(4).round().div(8);
+        var x = shape switch
+        {
+            // Values in steps of 1/8 repeat hundreds of times, so many entries sit at the bar.
+            "ties" => randn(rows, 151936).mul(4).round().div(8),
+            // The whole top 100 inside one chunk, far from the others: the bar is far below it.
+            "clustered" => randn(rows, 151936).index_put_(randn(rows, 100).add(10), TensorIndex.Colon, TensorIndex.Slice(70_000, 70_100)),
+            // Every entry a candidate.
+            _ => ones(rows, 151936),
+        };
         using var pool = new CpuWorkerPool(3);
         var (ev, ei) = x.topk(100);
         var (av, ai) = CpuTopK.Select(x, 100, pool);
