@@ -1,3 +1,5 @@
+using System.Numerics;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using TaH.Engine.Config;
 using TaH.Kernels.Cpu;
 using TorchSharp;
@@ -119,27 +121,17 @@ internal sealed unsafe class CpuDeciderMlp
     {
         float* weight = norm.Weight, bias = norm.Bias;
         int outStride = output == input ? stride : width;
+        var gamma = new ReadOnlySpan<float>(weight, width);
+        var beta = new ReadOnlySpan<float>(bias, width);
         for (int i = 0; i < rows; i++)
         {
-            float* row = input + ((long)i * stride), target = output + ((long)i * outStride);
-            double sum = 0, squares = 0;
-            for (int e = 0; e < width; e++)
-            {
-                sum += row[e];
-            }
-
-            double mean = sum / width;
-            for (int e = 0; e < width; e++)
-            {
-                double d = row[e] - mean;
-                squares += d * d;
-            }
-
-            double scale = 1 / Math.Sqrt((squares / width) + LayerNormEps);
-            for (int e = 0; e < width; e++)
-            {
-                target[e] = (float)(((row[e] - mean) * scale * weight[e]) + bias[e]);
-            }
+            var row = new ReadOnlySpan<float>(input + ((long)i * stride), width);
+            var target = new Span<float>(output + ((long)i * outStride), width);
+            float mean = TensorPrimitives.Sum(row) / width;
+            TensorPrimitives.Subtract(row, mean, target);
+            float scale = 1 / MathF.Sqrt((TensorPrimitives.SumOfSquares(target) / width) + (float)LayerNormEps);
+            TensorPrimitives.Multiply(target, scale, target);
+            TensorPrimitives.FusedMultiplyAdd(target, gamma, beta, target);
         }
     }
 
@@ -165,14 +157,52 @@ internal sealed unsafe class CpuDeciderMlp
         }
     }
 
-    /// <summary>GELU with the exact erf (torch's default), in place.</summary>
+    /// <summary>
+    /// GELU with the exact erf (torch's default), in place: in fp64 vectors (12,288 values a token
+    /// at the 0.6B shape; one at a time they took a third of a millisecond), the tail scalar.
+    /// </summary>
+    internal static void Gelu(Span<float> span)
+    {
+        fixed (float* values = span)
+        {
+            Gelu(values, span.Length);
+        }
+    }
+
     private static void Gelu(float* values, long count)
     {
-        for (long e = 0; e < count; e++)
+        long e = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            for (; e + Vector<float>.Count <= count; e += Vector<float>.Count)
+            {
+                Vector.Widen(Vector.Load(values + e), out var low, out var high);
+                Vector.Narrow(Gelu(low), Gelu(high)).Store(values + e);
+            }
+        }
+
+        for (; e < count; e++)
         {
             double x = values[e];
             values[e] = (float)(0.5 * x * (1 + Erf(x * 0.70710678118654752)));
         }
+    }
+
+    /// <summary><see cref="Erf(double)"/>'s formula, lane by lane.</summary>
+    private static Vector<double> Gelu(Vector<double> x)
+    {
+        var one = Vector<double>.One;
+        var z = Vector.Abs(x * 0.70710678118654752);
+        var t = one / (one + (z * 0.5));
+        var poly = Vector<double>.Zero;
+        for (int i = ErfCoefficients.Length - 1; i >= 0; i--)
+        {
+            poly = (poly * t) + new Vector<double>(ErfCoefficients[i]);
+        }
+
+        var erfc = t * Vector.Exp(poly - (z * z));
+        var erf = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(x, Vector<double>.Zero), one - erfc, erfc - one);
+        return x * 0.5 * (one + erf);
     }
 
     /// <summary>

@@ -134,12 +134,15 @@ public sealed class TaHModel : IDisposable
     {
         var device = Base.Device;
         var cumulative = Base.Logits(hidden.index_select(0, Index(chunk, device)));
-        var carried = Enumerable.Range(0, chunk.Length).Where(c => rows[chunk[c]].Depth > 1).ToArray();
-        if (carried.Length > 0)
+        // Row by row: torch's CPU index_add_ over a vocabulary-wide row took over a millisecond.
+        for (int c = 0; c < chunk.Length; c++)
         {
-            var previous = carried.Select(c => rows[chunk[c]].Latent!.CumulativeLogits
-                ?? throw new InvalidOperationException($"latent row at position {rows[chunk[c]].Position} needs the logits of its shallower passes")).ToArray();
-            cumulative.index_add_(0, Index(carried, device), stack(previous), PinnedScalars.One);
+            if (rows[chunk[c]].Depth > 1)
+            {
+                var previous = rows[chunk[c]].Latent!.CumulativeLogits
+                    ?? throw new InvalidOperationException($"latent row at position {rows[chunk[c]].Position} needs the logits of its shallower passes");
+                cumulative[c].add_(previous);
+            }
         }
 
         // Top-k of the cumulative logits feeds both the decider and the soft input.
@@ -148,7 +151,9 @@ public sealed class TaHModel : IDisposable
         Tensor? topValues = null, topIndices = null;
         if (open.Length > 0)
         {
-            (topValues, topIndices) = Base.TopK(cumulative.index_select(0, Index(open, device)), topK);
+            // Usually every row is open: no copy of vocabulary-wide rows then.
+            var scored = open.Length == chunk.Length ? cumulative : cumulative.index_select(0, Index(open, device));
+            (topValues, topIndices) = Base.TopK(scored, topK);
         }
 
         // Continue probabilities for the rows the decider judges (indices into `open`).

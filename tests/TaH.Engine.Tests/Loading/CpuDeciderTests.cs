@@ -56,3 +56,37 @@ public class CpuDeciderTests
         Assert.Contains(expected, p => p > 0.01 && p < 0.99);
     }
 }
+
+/// <summary>The decider's GELU (vector lanes and the scalar tail) against erf from its Taylor series in fp64.</summary>
+public class CpuDeciderGeluTests
+{
+    [Fact]
+    public void GeluMatchesTheSeriesErfWithinTheApproximationsBound()
+    {
+        // 1001 values: not a multiple of any vector width, so the tail runs too.
+        var x = Enumerable.Range(0, 1001).Select(i => (float)(-4.5 + (9.0 * i / 1000))).ToArray();
+        var y = (float[])x.Clone();
+        CpuDeciderMlp.Gelu(y);
+
+        for (int i = 0; i < x.Length; i++)
+        {
+            double exact = 0.5 * x[i] * (1 + SeriesErf(x[i] / Math.Sqrt(2)));
+            // erf to 1.2e-7 (Numerical Recipes' bound), then one fp32 rounding.
+            double bound = (0.5 * Math.Abs(x[i]) * 1.3e-7) + (Math.Abs(exact) * Math.Pow(2, -24)) + 1e-30;
+            Assert.True(Math.Abs(y[i] - exact) <= bound, $"gelu({x[i]}) = {y[i]}, series {exact}, bound {bound:G3}");
+        }
+    }
+
+    /// <summary>2/sqrt(pi) sum (-1)^n z^(2n+1) / (n! (2n+1)); for |z| &lt;= 3.2 the largest term is ~1e4, so fp64 keeps 1e-12.</summary>
+    private static double SeriesErf(double z)
+    {
+        double term = z, sum = z;
+        for (int n = 1; n < 200 && Math.Abs(term) > 1e-300; n++)
+        {
+            term *= -z * z / n;
+            sum += term / ((2 * n) + 1);
+        }
+
+        return 2 / Math.Sqrt(Math.PI) * sum;
+    }
+}
