@@ -106,8 +106,21 @@ public sealed class Qwen3Model : IDisposable
     /// <summary>Input embeddings of token ids: rows of the embedding, dequantised when it is quantised.</summary>
     internal Tensor Embed(Tensor ids) => EmbedTokens.Rows(ids);
 
-    /// <summary>The <paramref name="k"/> largest logits of each row, descending, with their ids (one pass on the CPU for kernel formats).</summary>
-    internal (Tensor Values, Tensor Indices) TopK(Tensor rows, int k) => Ops is CpuFusedOps ? CpuTopK.Select(rows, k) : rows.topk(k);
+    /// <summary>
+    /// The <paramref name="k"/> largest logits of each row (or of the rows <paramref name="only"/>
+    /// names), descending, with their ids; on the CPU in the project's pass, which reads the named
+    /// rows where they are.
+    /// </summary>
+    internal (Tensor Values, Tensor Indices) TopK(Tensor rows, int k, int[]? only = null)
+    {
+        if (Ops is CpuFusedOps)
+        {
+            return CpuTopK.Select(rows, k, only);
+        }
+
+        using var selected = only is null ? rows.alias() : rows.index_select(0, tensor(only.Select(i => (long)i).ToArray(), device: rows.device));
+        return selected.topk(k);
+    }
 
     /// <summary>The soft input of rows that go deeper (see <see cref="IFusedOps.SoftTopKMix"/>), over the embedding in its format.</summary>
     internal Tensor SoftInput(Tensor topValues, Tensor topIds, int topK)

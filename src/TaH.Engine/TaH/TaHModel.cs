@@ -151,9 +151,7 @@ public sealed class TaHModel : IDisposable
         Tensor? topValues = null, topIndices = null;
         if (open.Length > 0)
         {
-            // Usually every row is open: no copy of vocabulary-wide rows then.
-            var scored = open.Length == chunk.Length ? cumulative : cumulative.index_select(0, Index(open, device));
-            (topValues, topIndices) = Base.TopK(scored, topK);
+            (topValues, topIndices) = Base.TopK(cumulative, topK, open.Length == chunk.Length ? null : open);
         }
 
         // Continue probabilities for the rows the decider judges (indices into `open`).

@@ -19,20 +19,27 @@ public static unsafe class CpuTopK
     /// <summary>Entries per chunk: enough for SIMD maxima to run at memory speed, few enough that the bar is tight.</summary>
     private const int Chunk = 256;
 
-    public static (Tensor Values, Tensor Indices) Select(Tensor rows, int k, CpuWorkerPool? pool = null)
+    /// <summary>The top <paramref name="k"/> of every row, or of the rows <paramref name="only"/> names (in its order), read in place.</summary>
+    public static (Tensor Values, Tensor Indices) Select(Tensor rows, int k, int[]? only = null, CpuWorkerPool? pool = null)
     {
         if (rows.dtype != ScalarType.Float32 || rows.device_type != DeviceType.CPU || rows.dim() != 2 || k < 1 || k > rows.shape[1])
         {
-            return rows.topk(k);
+            using var selected = only is null ? rows.alias() : rows.index_select(0, tensor(only.Select(i => (long)i).ToArray()));
+            return selected.topk(k);
+        }
+
+        foreach (int row in only ?? [])
+        {
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual((uint)row, (uint)rows.shape[0], nameof(only));
         }
 
         pool ??= CpuWorkerPool.Shared;
         using var input = rows.contiguous();
-        int count = (int)rows.shape[0], n = (int)rows.shape[1];
+        int count = only?.Length ?? (int)rows.shape[0], n = (int)rows.shape[1];
         var values = empty(count, k, dtype: ScalarType.Float32);
         var indices = empty(count, k, dtype: ScalarType.Int64);
         var job = Job.ForThread;
-        job.Set(TensorMemory.Pointer<float>(input), n, k, TensorMemory.Pointer<float>(values), TensorMemory.Pointer<long>(indices));
+        job.Set(TensorMemory.Pointer<float>(input), n, k, only, TensorMemory.Pointer<float>(values), TensorMemory.Pointer<long>(indices));
         pool.Run(job, count);
         job.Clear();
         return (values, indices);
@@ -46,15 +53,16 @@ public static unsafe class CpuTopK
         private float* _source;
         private int _n;
         private int _k;
+        private int[]? _only;
         private float* _values;
         private long* _indices;
 
         public static Job ForThread => _forThread ??= new Job();
 
-        public void Set(float* source, int n, int k, float* values, long* indices)
+        public void Set(float* source, int n, int k, int[]? only, float* values, long* indices)
         {
             _source = source;
-            (_n, _k) = (n, k);
+            (_n, _k, _only) = (n, k, only);
             _values = values;
             _indices = indices;
         }
@@ -62,12 +70,13 @@ public static unsafe class CpuTopK
         public void Clear()
         {
             _source = null;
+            _only = null;
             _values = null;
             _indices = null;
         }
 
         public override void Execute(int item) =>
-            SelectRow(_source + ((long)item * _n), _n, _k, RowSpace.ForThread, _values + ((long)item * _k), _indices + ((long)item * _k));
+            SelectRow(_source + ((long)(_only?[item] ?? item) * _n), _n, _k, RowSpace.ForThread, _values + ((long)item * _k), _indices + ((long)item * _k));
     }
 
     /// <summary>A thread's chunk maxima and candidates, kept from row to row.</summary>

@@ -22,6 +22,20 @@ public class CpuTopKTests
     }
 
     [Fact]
+    public void NamedRowsComeOutInTheirOrder()
+    {
+        using var scope = NewDisposeScope();
+        manual_seed(7);
+        var x = randn(5, 3000);
+        int[] only = [3, 0, 4];
+        var (ev, ei) = x.index_select(0, tensor(new long[] { 3, 0, 4 })).topk(20);
+        var (av, ai) = CpuTopK.Select(x, 20, only);
+        Assert.Equal(ev.data<float>().ToArray(), av.data<float>().ToArray());
+        Assert.Equal(ei.data<long>().ToArray(), ai.data<long>().ToArray());
+        Assert.Throws<ArgumentOutOfRangeException>(() => CpuTopK.Select(x, 20, [5]));
+    }
+
+    [Fact]
     public void AmongEqualValuesTheLowerIndexComesFirst()
     {
         using var scope = NewDisposeScope();
@@ -53,7 +67,7 @@ public class CpuTopKTests
         };
         using var pool = new CpuWorkerPool(3);
         var (ev, ei) = x.topk(100);
-        var (av, ai) = CpuTopK.Select(x, 100, pool);
+        var (av, ai) = CpuTopK.Select(x, 100, pool: pool);
         Assert.Equal(ev.data<float>().ToArray(), av.data<float>().ToArray());
         // torch's topk does not promise an order among ties; the engine's rule does: lower index first.
         var expected = Enumerable.Range(0, rows).SelectMany(r =>
