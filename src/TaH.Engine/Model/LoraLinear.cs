@@ -126,8 +126,8 @@ internal abstract class LoraDelta : IDisposable
             a.narrow(0, s.RankStart, s.Rank).copy_(adapted[i].A!);
             if (cpuKernels)
             {
-                // The kernel reads each block packed, and scales A x itself.
-                b.narrow(0, s.BOffset, (long)s.OutCount * s.Rank).view(s.OutCount, s.Rank).copy_(adapted[i].B!);
+                // The kernel reads each block packed and transposed, and scales A x itself.
+                b.narrow(0, s.BOffset, (long)s.OutCount * s.Rank).view(s.Rank, s.OutCount).copy_(adapted[i].B!.t());
                 continue;
             }
 

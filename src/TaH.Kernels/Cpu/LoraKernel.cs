@@ -7,8 +7,9 @@ namespace TaH.Kernels.Cpu;
 
 /// <summary>
 /// One projection's part of a fused LoRA delta: output columns <c>[OutStart, OutStart + OutCount)</c>
-/// take <c>B [OutCount, Rank]</c> (row-major, at <c>BOffset</c> floats into the packed B) times the
-/// down-projection's entries <c>[RankStart, RankStart + Rank)</c>.
+/// take <c>B [OutCount, Rank]</c> times the down-projection's entries <c>[RankStart, RankStart + Rank)</c>.
+/// B is packed transposed, <c>[Rank, OutCount]</c> row-major at <c>BOffset</c> elements into the
+/// packed B, so consecutive outputs sit side by side in a register.
 /// </summary>
 public readonly record struct LoraSegment(int OutStart, int OutCount, int RankStart, int Rank, long BOffset);
 
@@ -16,14 +17,16 @@ public readonly record struct LoraSegment(int OutStart, int OutCount, int RankSt
 /// <c>y[row] += s B (A x[row])</c> for selected rows: the LoRA delta of a fused projection
 /// (q|k|v, gate|up) whose B is block-diagonal, held as its blocks only. A and B are fp32, or bf16
 /// when the checkpoint's values are exact in it (half the bytes, widened exactly in registers);
-/// the arithmetic is fp32 either way. The rows are few (a step's depth-2 rows), so each weight row
-/// is read from memory once and dotted with every selected row from cache; A's rows, then B's,
-/// are shared out over the pool.
+/// the arithmetic is fp32 either way. The rows are few (a step's depth-2 rows), so each weight is
+/// read from memory once for every selected row: A's rows as dot products with x, then B's
+/// columns 16 (or 8) outputs to a register, multiply-adding each rank entry of <c>A x</c>
+/// broadcast (B's rows, a rank long, had cost a horizontal sum each). Both phases are shared out
+/// over the pool.
 /// </summary>
 public static unsafe class LoraKernel
 {
     private const int DownRowsPerItem = 4;
-    private const int UpRowsPerItem = 128;
+    private const int UpColumnsPerItem = 256;
 
     /// <param name="a"><c>A [rank, inFeatures]</c>, row-major.</param>
     /// <param name="b">The segments' B blocks, packed.</param>
@@ -65,19 +68,24 @@ public static unsafe class LoraKernel
         job.Phase = 0;
         pool.Run(job, (rank + DownRowsPerItem - 1) / DownRowsPerItem);
         job.Phase = 1;
-        pool.Run(job, (job.SegmentRows + UpRowsPerItem - 1) / UpRowsPerItem);
+        pool.Run(job, (job.SegmentColumns + UpColumnsPerItem - 1) / UpColumnsPerItem);
         job.Clear();
     }
 
-    /// <summary>A and B in one storage: a row's dot product with fp32 values, from its first element.</summary>
+    /// <summary>A and B in one storage: A's rows as dot products with fp32 values, B's entries widened to fp32.</summary>
     private readonly struct Weights(void* a, void* b, bool bf16)
     {
-        public float DotA(long offset, float* x, int n, CpuIsa isa) => Dot(a, bf16, offset, x, n, isa);
+        public float DotA(long offset, float* x, int n, CpuIsa isa) =>
+            bf16 ? Dot((ushort*)a + offset, x, n, isa) : Dot((float*)a + offset, x, n, isa);
 
-        public float DotB(long offset, float* x, int n, CpuIsa isa) => Dot(b, bf16, offset, x, n, isa);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector512<float> B512(long offset) => bf16 ? Bf16Bits.Widen512((ushort*)b + offset) : Vector512.Load((float*)b + offset);
 
-        private static float Dot(void* w, bool bf16, long offset, float* x, int n, CpuIsa isa) =>
-            bf16 ? LoraKernel.Dot((ushort*)w + offset, x, n, isa) : LoraKernel.Dot((float*)w + offset, x, n, isa);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<float> B256(long offset) => bf16 ? Bf16Bits.Widen256((ushort*)b + offset) : Vector256.Load((float*)b + offset);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public float B(long offset) => bf16 ? Bf16Bits.ToSingle(((ushort*)b)[offset]) : ((float*)b)[offset];
     }
 
     private sealed class Job : PoolJob
@@ -102,8 +110,8 @@ public static unsafe class LoraKernel
 
         public int Phase { get; set; }
 
-        /// <summary>Output rows of B over all segments.</summary>
-        public int SegmentRows { get; private set; }
+        /// <summary>Output columns over all segments.</summary>
+        public int SegmentColumns { get; private set; }
 
         public float* Scratch(long floats) => _scratch.Reserve(floats);
 
@@ -126,7 +134,7 @@ public static unsafe class LoraKernel
                 total += s.OutCount;
             }
 
-            SegmentRows = total;
+            SegmentColumns = total;
         }
 
         public void Clear()
@@ -151,23 +159,62 @@ public static unsafe class LoraKernel
                 return;
             }
 
-            // Global B rows [first, last) of this item, over the segments in order.
-            int first = item * UpRowsPerItem, last = Math.Min(SegmentRows, first + UpRowsPerItem), start = 0;
+            // Global output columns [first, last) of this item, over the segments in order.
+            int first = item * UpColumnsPerItem, last = Math.Min(SegmentColumns, first + UpColumnsPerItem), start = 0;
             foreach (var s in _segments)
             {
-                int from = Math.Max(first, start), to = Math.Min(last, start + s.OutCount);
-                for (int g = from; g < to; g++)
+                int from = Math.Max(first, start) - start, to = Math.Min(last, start + s.OutCount) - start;
+                for (int j = 0; from < to && j < _rows.Length; j++)
                 {
-                    int o = g - start;
-                    long weights = s.BOffset + ((long)o * s.Rank);
-                    for (int j = 0; j < _rows.Length; j++)
-                    {
-                        _y[((long)_rows[j] * _out) + s.OutStart + o] += _weights.DotB(weights, _down + ((long)j * _rank) + s.RankStart, s.Rank, _isa);
-                    }
+                    AddColumns(_weights, s, from, to, _down + ((long)j * _rank) + s.RankStart, _y + ((long)_rows[j] * _out) + s.OutStart, _isa);
                 }
 
                 start += s.OutCount;
             }
+        }
+    }
+
+    /// <summary><c>y[o] += sum_r B[o, r] down[r]</c> for a segment's outputs <c>[from, to)</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AddColumns(Weights w, LoraSegment s, int from, int to, float* down, float* y, CpuIsa isa)
+    {
+        int o = from;
+        if (isa == CpuIsa.Avx512)
+        {
+            for (; o + 16 <= to; o += 16)
+            {
+                var sum = Vector512<float>.Zero;
+                for (int r = 0; r < s.Rank; r++)
+                {
+                    sum = Avx512F.FusedMultiplyAdd(w.B512(s.BOffset + ((long)r * s.OutCount) + o), Vector512.Create(down[r]), sum);
+                }
+
+                (Vector512.Load(y + o) + sum).Store(y + o);
+            }
+        }
+        else if (isa == CpuIsa.Avx2)
+        {
+            for (; o + 8 <= to; o += 8)
+            {
+                var sum = Vector256<float>.Zero;
+                for (int r = 0; r < s.Rank; r++)
+                {
+                    sum = Fma.MultiplyAdd(w.B256(s.BOffset + ((long)r * s.OutCount) + o), Vector256.Create(down[r]), sum);
+                }
+
+                (Vector256.Load(y + o) + sum).Store(y + o);
+            }
+        }
+
+        for (; o < to; o++)
+        {
+            float sum = 0;
+            for (int r = 0; r < s.Rank; r++)
+            {
+                sum += w.B(s.BOffset + ((long)r * s.OutCount) + o) * down[r];
+            }
+
+            y[o] += sum;
         }
     }
 

@@ -31,8 +31,9 @@ public unsafe class LoraKernelTests
     public void AddsTheDeltaToTheSelectedRowsOnly(CpuIsa isa, int inFeatures, bool bf16)
     {
         var random = new Random(inFeatures + (int)isa + (bf16 ? 100 : 0));
-        // Three fused parts: q-like with rank 5, one without an adapter, one with rank 3 (129 rows: a partial item).
-        int[] outs = [70, 30, 129];
+        // Three fused parts: q-like with rank 5, one without an adapter, one with rank 3 whose 301
+        // outputs straddle a work item's end (256 columns) off a vector boundary and end in a tail.
+        int[] outs = [70, 30, 301];
         int?[] ranks = [5, null, 3];
         int outFeatures = outs.Sum(), rank = ranks.Sum(r => r ?? 0);
         var a = Weights(random, rank * inFeatures, bf16);
@@ -113,7 +114,7 @@ public unsafe class LoraKernelTests
                 downMagnitude += Math.Abs(product);
             }
 
-            double weight = b[s.BOffset + ((o - s.OutStart) * s.Rank) + r];
+            double weight = b[s.BOffset + (r * s.OutCount) + (o - s.OutStart)]; // B transposed
             double error = Scaling * (gIn + (2 * Unit)) * downMagnitude;
             exact += weight * Scaling * down;
             magnitude += Math.Abs(weight) * ((Scaling * Math.Abs(down)) + error);
