@@ -126,8 +126,13 @@ internal abstract class LoraDelta : IDisposable
             a.narrow(0, s.RankStart, s.Rank).copy_(adapted[i].A!);
             if (cpuKernels)
             {
-                // The kernel reads each block packed and transposed, and scales A x itself.
-                b.narrow(0, s.BOffset, (long)s.OutCount * s.Rank).view(s.Rank, s.OutCount).copy_(adapted[i].B!.t());
+                // The kernel reads each block packed, in transposed tiles, and scales A x itself.
+                for (int first = 0; first < s.OutCount; first += LoraKernel.TileColumns)
+                {
+                    int width = Math.Min(LoraKernel.TileColumns, s.OutCount - first);
+                    b.narrow(0, s.BOffset + ((long)first * s.Rank), (long)width * s.Rank).view(s.Rank, width).copy_(adapted[i].B!.narrow(0, first, width).t());
+                }
+
                 continue;
             }
 

@@ -8,8 +8,10 @@ namespace TaH.Kernels.Cpu;
 /// <summary>
 /// One projection's part of a fused LoRA delta: output columns <c>[OutStart, OutStart + OutCount)</c>
 /// take <c>B [OutCount, Rank]</c> times the down-projection's entries <c>[RankStart, RankStart + Rank)</c>.
-/// B is packed transposed, <c>[Rank, OutCount]</c> row-major at <c>BOffset</c> elements into the
-/// packed B, so consecutive outputs sit side by side in a register.
+/// B is packed transposed in tiles of <see cref="LoraKernel.TileColumns"/> outputs, from
+/// <c>BOffset</c> elements into the packed B: tile t (outputs <c>[64t, 64t + w)</c>, w = 64 but for
+/// the last) at <c>BOffset + 64 t Rank</c>, as <c>[Rank, w]</c> row-major. So consecutive outputs sit
+/// side by side in a register and a tile is one sequential stream.
 /// </summary>
 public readonly record struct LoraSegment(int OutStart, int OutCount, int RankStart, int Rank, long BOffset);
 
@@ -26,7 +28,10 @@ public readonly record struct LoraSegment(int OutStart, int OutCount, int RankSt
 public static unsafe class LoraKernel
 {
     private const int DownRowsPerItem = 4;
-    private const int UpColumnsPerItem = 256;
+    /// <summary>Outputs per tile of the packed B.</summary>
+    public const int TileColumns = 64;
+
+    private const int UpTilesPerItem = 4;
 
     /// <param name="a"><c>A [rank, inFeatures]</c>, row-major.</param>
     /// <param name="b">The segments' B blocks, packed.</param>
@@ -68,7 +73,7 @@ public static unsafe class LoraKernel
         job.Phase = 0;
         pool.Run(job, (rank + DownRowsPerItem - 1) / DownRowsPerItem);
         job.Phase = 1;
-        pool.Run(job, (job.SegmentColumns + UpColumnsPerItem - 1) / UpColumnsPerItem);
+        pool.Run(job, (job.SegmentTiles + UpTilesPerItem - 1) / UpTilesPerItem);
         job.Clear();
     }
 
@@ -110,8 +115,8 @@ public static unsafe class LoraKernel
 
         public int Phase { get; set; }
 
-        /// <summary>Output columns over all segments.</summary>
-        public int SegmentColumns { get; private set; }
+        /// <summary>B's tiles over all segments.</summary>
+        public int SegmentTiles { get; private set; }
 
         public float* Scratch(long floats) => _scratch.Reserve(floats);
 
@@ -131,10 +136,10 @@ public static unsafe class LoraKernel
             int total = 0;
             foreach (var s in segments)
             {
-                total += s.OutCount;
+                total += Tiles(s);
             }
 
-            SegmentColumns = total;
+            SegmentTiles = total;
         }
 
         public void Clear()
@@ -159,62 +164,107 @@ public static unsafe class LoraKernel
                 return;
             }
 
-            // Global output columns [first, last) of this item, over the segments in order.
-            int first = item * UpColumnsPerItem, last = Math.Min(SegmentColumns, first + UpColumnsPerItem), start = 0;
+            // Global tiles [first, last) of this item, over the segments in order.
+            int first = item * UpTilesPerItem, last = Math.Min(SegmentTiles, first + UpTilesPerItem), start = 0;
             foreach (var s in _segments)
             {
-                int from = Math.Max(first, start) - start, to = Math.Min(last, start + s.OutCount) - start;
-                for (int j = 0; from < to && j < _rows.Length; j++)
+                for (int t = Math.Max(first, start) - start; t < Math.Min(last, start + Tiles(s)) - start; t++)
                 {
-                    AddColumns(_weights, s, from, to, _down + ((long)j * _rank) + s.RankStart, _y + ((long)_rows[j] * _out) + s.OutStart, _isa);
+                    for (int j = 0; j < _rows.Length; j++)
+                    {
+                        AddTile(_weights, s, t, _down + ((long)j * _rank) + s.RankStart, _y + ((long)_rows[j] * _out) + s.OutStart, _isa);
+                    }
                 }
 
-                start += s.OutCount;
+                start += Tiles(s);
             }
         }
     }
 
-    /// <summary><c>y[o] += sum_r B[o, r] down[r]</c> for a segment's outputs <c>[from, to)</c>.</summary>
+    private static int Tiles(LoraSegment s) => (s.OutCount + TileColumns - 1) / TileColumns;
+
+    /// <summary><c>y[o] += sum_r B[o, r] down[r]</c> for the outputs of one tile of a segment.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AddColumns(Weights w, LoraSegment s, int from, int to, float* down, float* y, CpuIsa isa)
+    private static void AddTile(Weights w, LoraSegment s, int tile, float* down, float* y, CpuIsa isa)
     {
-        int o = from;
+        int first = tile * TileColumns, width = Math.Min(TileColumns, s.OutCount - first), c = 0;
+        long tileStart = s.BOffset + ((long)first * s.Rank);
+        y += first;
         if (isa == CpuIsa.Avx512)
         {
-            for (; o + 16 <= to; o += 16)
+            // Four registers of outputs at a time: four independent multiply-add chains, not one a rank long.
+            for (; c + 64 <= width; c += 64)
+            {
+                Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
+                for (int r = 0; r < s.Rank; r++)
+                {
+                    long at = tileStart + ((long)r * width) + c;
+                    var d = Vector512.Create(down[r]);
+                    c0 = Avx512F.FusedMultiplyAdd(w.B512(at), d, c0);
+                    c1 = Avx512F.FusedMultiplyAdd(w.B512(at + 16), d, c1);
+                    c2 = Avx512F.FusedMultiplyAdd(w.B512(at + 32), d, c2);
+                    c3 = Avx512F.FusedMultiplyAdd(w.B512(at + 48), d, c3);
+                }
+
+                (Vector512.Load(y + c) + c0).Store(y + c);
+                (Vector512.Load(y + c + 16) + c1).Store(y + c + 16);
+                (Vector512.Load(y + c + 32) + c2).Store(y + c + 32);
+                (Vector512.Load(y + c + 48) + c3).Store(y + c + 48);
+            }
+
+            for (; c + 16 <= width; c += 16)
             {
                 var sum = Vector512<float>.Zero;
                 for (int r = 0; r < s.Rank; r++)
                 {
-                    sum = Avx512F.FusedMultiplyAdd(w.B512(s.BOffset + ((long)r * s.OutCount) + o), Vector512.Create(down[r]), sum);
+                    sum = Avx512F.FusedMultiplyAdd(w.B512(tileStart + ((long)r * width) + c), Vector512.Create(down[r]), sum);
                 }
 
-                (Vector512.Load(y + o) + sum).Store(y + o);
+                (Vector512.Load(y + c) + sum).Store(y + c);
             }
         }
         else if (isa == CpuIsa.Avx2)
         {
-            for (; o + 8 <= to; o += 8)
+            for (; c + 32 <= width; c += 32)
+            {
+                Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
+                for (int r = 0; r < s.Rank; r++)
+                {
+                    long at = tileStart + ((long)r * width) + c;
+                    var d = Vector256.Create(down[r]);
+                    c0 = Fma.MultiplyAdd(w.B256(at), d, c0);
+                    c1 = Fma.MultiplyAdd(w.B256(at + 8), d, c1);
+                    c2 = Fma.MultiplyAdd(w.B256(at + 16), d, c2);
+                    c3 = Fma.MultiplyAdd(w.B256(at + 24), d, c3);
+                }
+
+                (Vector256.Load(y + c) + c0).Store(y + c);
+                (Vector256.Load(y + c + 8) + c1).Store(y + c + 8);
+                (Vector256.Load(y + c + 16) + c2).Store(y + c + 16);
+                (Vector256.Load(y + c + 24) + c3).Store(y + c + 24);
+            }
+
+            for (; c + 8 <= width; c += 8)
             {
                 var sum = Vector256<float>.Zero;
                 for (int r = 0; r < s.Rank; r++)
                 {
-                    sum = Fma.MultiplyAdd(w.B256(s.BOffset + ((long)r * s.OutCount) + o), Vector256.Create(down[r]), sum);
+                    sum = Fma.MultiplyAdd(w.B256(tileStart + ((long)r * width) + c), Vector256.Create(down[r]), sum);
                 }
 
-                (Vector256.Load(y + o) + sum).Store(y + o);
+                (Vector256.Load(y + c) + sum).Store(y + c);
             }
         }
 
-        for (; o < to; o++)
+        for (; c < width; c++)
         {
             float sum = 0;
             for (int r = 0; r < s.Rank; r++)
             {
-                sum += w.B(s.BOffset + ((long)r * s.OutCount) + o) * down[r];
+                sum += w.B(tileStart + ((long)r * width) + c) * down[r];
             }
 
-            y[o] += sum;
+            y[c] += sum;
         }
     }
 

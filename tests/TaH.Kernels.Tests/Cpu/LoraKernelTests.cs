@@ -39,12 +39,14 @@ public unsafe class LoraKernelTests
         var a = Weights(random, rank * inFeatures, bf16);
         var segments = new List<LoraSegment>();
         var packed = new List<float>();
+        var logical = new List<float[,]>(); // each segment's B [out, rank], as the packing describes it
         for (int p = 0, start = 0, rankStart = 0; p < outs.Length; start += outs[p], p++)
         {
             if (ranks[p] is int r)
             {
                 segments.Add(new LoraSegment(start, outs[p], rankStart, r, packed.Count));
                 packed.AddRange(Weights(random, outs[p] * r, bf16));
+                logical.Add(Transposed(packed, segments[^1]));
                 rankStart += r;
             }
         }
@@ -81,7 +83,7 @@ public unsafe class LoraKernelTests
                         continue;
                     }
 
-                    var (exact, bound) = Expected(a, b, segments, x, before, row, o, inFeatures, outFeatures);
+                    var (exact, bound) = Expected(a, logical, segments, x, before, row, o, inFeatures, outFeatures);
                     Assert.True(Math.Abs(y[(row * outFeatures) + o] - exact) <= bound, $"{isa} bf16={bf16} y[{row},{o}] = {y[(row * outFeatures) + o]}, fp64 {exact} (bound {bound})");
                 }
             }
@@ -93,7 +95,7 @@ public unsafe class LoraKernelTests
     /// down entry carries at most gamma_in of its magnitude (sums in any order) and the scaling one
     /// rounding, the B dot product gamma_r of its own, and the final add one rounding.
     /// </summary>
-    private static (double Exact, double Bound) Expected(float[] a, float[] b, List<LoraSegment> segments, float[] x, float[] y, int row, int o, int inFeatures, int outFeatures)
+    private static (double Exact, double Bound) Expected(float[] a, List<float[,]> logical, List<LoraSegment> segments, float[] x, float[] y, int row, int o, int inFeatures, int outFeatures)
     {
         double prior = y[(row * outFeatures) + o];
         var segment = segments.Where(s => o >= s.OutStart && o < s.OutStart + s.OutCount).Cast<LoraSegment?>().SingleOrDefault();
@@ -114,7 +116,7 @@ public unsafe class LoraKernelTests
                 downMagnitude += Math.Abs(product);
             }
 
-            double weight = b[s.BOffset + (r * s.OutCount) + (o - s.OutStart)]; // B transposed
+            double weight = logical[segments.IndexOf(s)][o - s.OutStart, r];
             double error = Scaling * (gIn + (2 * Unit)) * downMagnitude;
             exact += weight * Scaling * down;
             magnitude += Math.Abs(weight) * ((Scaling * Math.Abs(down)) + error);
@@ -127,6 +129,25 @@ public unsafe class LoraKernelTests
     }
 
     private static double Gamma(int n) => n * Unit / (1 - (n * Unit));
+
+    /// <summary>
+    /// B <c>[out, rank]</c> of a segment from its packed elements, as <see cref="LoraSegment"/>
+    /// documents them: tiles of 64 outputs, each <c>[rank, width]</c> row-major.
+    /// </summary>
+    private static float[,] Transposed(List<float> packed, LoraSegment s)
+    {
+        var b = new float[s.OutCount, s.Rank];
+        for (int o = 0; o < s.OutCount; o++)
+        {
+            int first = o / 64 * 64, width = Math.Min(64, s.OutCount - first);
+            for (int r = 0; r < s.Rank; r++)
+            {
+                b[o, r] = packed[(int)s.BOffset + (first * s.Rank) + (r * width) + (o - first)];
+            }
+        }
+
+        return b;
+    }
 
     /// <summary>Random weights; for bf16, rounded to values it holds exactly, so fp64 sees what the kernel reads.</summary>
     private static float[] Weights(Random random, int count, bool bf16) =>
