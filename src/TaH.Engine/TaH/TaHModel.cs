@@ -159,9 +159,12 @@ public sealed class TaHModel : IDisposable
         var judged = Enumerable.Range(0, open.Length).Where(j => rows[chunk[open[j]]].Policy.Kind == PolicyKind.Decider).ToArray();
         if (judged.Length > 0)
         {
-            var rowIndex = Index(judged.Select(j => chunk[open[j]]).ToArray(), device);
-            var features = cat(captured!.Select(h => h.index_select(0, rowIndex)).ToArray(), 1);
-            var top = topValues!.index_select(0, Index(judged, device));
+            // Decode steps usually judge every row of the step, in order: no gathers then.
+            int[] judgedRows = [.. judged.Select(j => chunk[open[j]])];
+            bool everyRow = judged.Length == open.Length && judgedRows.Length == captured![0].shape[0] && judgedRows.Select((row, i) => row == i).All(x => x);
+            var rowIndex = everyRow ? null : Index(judgedRows, device);
+            var features = cat(everyRow ? captured! : [.. captured!.Select(h => h.index_select(0, rowIndex!))], 1);
+            var top = judged.Length == open.Length ? topValues! : topValues!.index_select(0, Index(judged, device));
             var p = Decider!.ContinueProbability(features, top).to(ScalarType.Float64).cpu().data<double>().ToArray();
             for (int j = 0; j < judged.Length; j++)
             {
