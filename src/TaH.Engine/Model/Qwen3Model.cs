@@ -108,19 +108,10 @@ public sealed class Qwen3Model : IDisposable
 
     /// <summary>
     /// The <paramref name="k"/> largest logits of each row (or of the rows <paramref name="only"/>
-    /// names), descending, with their ids; on the CPU in the project's pass, which reads the named
-    /// rows where they are.
+    /// names), descending, with their ids: fp32 CPU rows in the project's pass, which reads the
+    /// named rows where they are, other tensors (the GPU's) through torch.
     /// </summary>
-    internal (Tensor Values, Tensor Indices) TopK(Tensor rows, int k, int[]? only = null)
-    {
-        if (Ops is CpuFusedOps)
-        {
-            return CpuTopK.Select(rows, k, only);
-        }
-
-        using var selected = only is null ? rows.alias() : rows.index_select(0, tensor(only.Select(i => (long)i).ToArray(), device: rows.device));
-        return selected.topk(k);
-    }
+    internal (Tensor Values, Tensor Indices) TopK(Tensor rows, int k, int[]? only = null) => CpuTopK.Select(rows, k, only);
 
     /// <summary>The soft input of rows that go deeper (see <see cref="IFusedOps.SoftTopKMix"/>), over the embedding in its format.</summary>
     internal Tensor SoftInput(Tensor topValues, Tensor topIds, int topK)

@@ -161,7 +161,8 @@ public sealed class TaHModel : IDisposable
         {
             // Decode steps usually judge every row of the step, in order: no gathers then.
             int[] judgedRows = [.. judged.Select(j => chunk[open[j]])];
-            bool everyRow = judged.Length == open.Length && judgedRows.Length == captured![0].shape[0] && judgedRows.Select((row, i) => row == i).All(x => x);
+            // Rows ascend, so as many as the step has are all of them, in order.
+            bool everyRow = judgedRows.Length == captured![0].shape[0];
             var rowIndex = everyRow ? null : Index(judgedRows, device);
             var features = cat(everyRow ? captured! : [.. captured!.Select(h => h.index_select(0, rowIndex!))], 1);
             var top = judged.Length == open.Length ? topValues! : topValues!.index_select(0, Index(judged, device));

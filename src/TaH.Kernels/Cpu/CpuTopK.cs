@@ -19,12 +19,15 @@ public static unsafe class CpuTopK
     /// <summary>Entries per chunk: enough for SIMD maxima to run at memory speed, few enough that the bar is tight.</summary>
     private const int Chunk = 256;
 
-    /// <summary>The top <paramref name="k"/> of every row, or of the rows <paramref name="only"/> names (in its order), read in place.</summary>
+    /// <summary>
+    /// The top <paramref name="k"/> of every row, or of the rows <paramref name="only"/> names (in
+    /// its order), read in place; tensors the pass does not read (not fp32, not on the CPU) go to torch's topk.
+    /// </summary>
     public static (Tensor Values, Tensor Indices) Select(Tensor rows, int k, int[]? only = null, CpuWorkerPool? pool = null)
     {
         if (rows.dtype != ScalarType.Float32 || rows.device_type != DeviceType.CPU || rows.dim() != 2 || k < 1 || k > rows.shape[1])
         {
-            using var selected = only is null ? rows.alias() : rows.index_select(0, tensor(only.Select(i => (long)i).ToArray()));
+            using var selected = only is null ? rows.alias() : rows.index_select(0, tensor(only.Select(i => (long)i).ToArray(), device: rows.device));
             return selected.topk(k);
         }
 
