@@ -12,7 +12,7 @@ namespace TaH.Kernels.Cpu;
 /// </summary>
 public static unsafe class Bf16Gemm
 {
-    private const long InlineBytes = Q8_0Gemm.InlineBytes;
+    private const long InlineBytes = BlockGemm.InlineBytes;
 
     private static readonly CpuWorkerPool Inline = new(1);
 

@@ -5,24 +5,12 @@ using System.Runtime.Intrinsics.X86;
 namespace TaH.Kernels.Cpu;
 
 /// <summary>
-/// <c>y = x W^T (+ bias)</c> for a <see cref="Q8_0Matrix"/> W and fp32 activation rows x, as
-/// llama.cpp computes Q8_0 layers: the activations are quantised to int8 per block of 32 too,
-/// each block's dot product is exact in int32, then scaled by d_w d_x and summed in fp32.
-/// One kernel serves decode and prefill: each tile of 4 weight rows is read once for every
-/// activation row of a pass (128 rows), 4 rows at a time on AVX-512 (16 accumulators), so a batch
-/// costs little more weight traffic than one row. Tiles are shared out over a
-/// <see cref="CpuWorkerPool"/>; outputs are written in place.
+/// The Q8_0 kernels of <see cref="BlockGemm"/>: each block's int8 weights sign-extended to int16
+/// and multiplied in pairs (VPMADDWD) with the int16-held activation quants, exact in int32.
+/// On AVX-512, 4 activation rows at a time (16 accumulators).
 /// </summary>
 public static unsafe class Q8_0Gemm
 {
-    /// <summary>Weight bytes times rows below which a call runs on the calling thread alone.</summary>
-    internal const long InlineBytes = 1 << 16;
-
-    private static readonly CpuWorkerPool Inline = new(1);
-
-    /// <summary>Activation rows quantised and multiplied per pass over the weights.</summary>
-    internal const int PassRows = 128;
-
     private const int BlockQuantBytes = Q8_0Matrix.TileRows * Q8_0Matrix.BlockSize;
 
     /// <summary>
@@ -30,121 +18,49 @@ public static unsafe class Q8_0Gemm
     /// times W transposed, plus <paramref name="bias"/> <c>[W.Rows]</c> when given. Both row-major
     /// and contiguous.
     /// </summary>
-    public static void Multiply(Q8_0Matrix weights, float* x, int rows, float* y, float* bias = null, CpuIsa? isa = null, CpuWorkerPool? pool = null)
+    public static void Multiply(Q8_0Matrix weights, float* x, int rows, float* y, float* bias = null, CpuIsa? isa = null, CpuWorkerPool? pool = null) =>
+        BlockGemm.Multiply<Q8_0Matrix, Kernels>(weights, x, rows, y, bias, isa, pool);
+
+    private readonly struct Kernels : ITileKernel<Q8_0Matrix>
     {
-        var path = isa ?? CpuIsas.Best;
-        if (!CpuIsas.IsSupported(path))
+        public static bool ActivationBytes => false;
+
+        public static void Tile(Q8_0Matrix w, int tile, QuantizedActivations a, TileOutput output, CpuIsa isa)
         {
-            throw new PlatformNotSupportedException($"this CPU has no {path} path");
-        }
-
-        long started = KernelClock.Start();
-        // By default, work too small to share (the decider's smallest layers) stays on the calling thread.
-        pool ??= weights.Bytes * (long)rows < InlineBytes ? Inline : CpuWorkerPool.Shared;
-        var activations = QuantizedActivations.ForThread;
-        var job = Job.ForThread;
-        int tilesPerItem = Math.Clamp(weights.Tiles / (pool.Threads * 8), 1, 16);
-        for (int start = 0; start < rows; start += PassRows)
-        {
-            int m = Math.Min(PassRows, rows - start);
-            activations.Quantize(x + ((long)start * weights.Columns), m, weights.Columns, weights.Columns, weights.PaddedColumns, pool);
-            job.Set(weights, activations, y + ((long)start * weights.Rows), bias, path, tilesPerItem);
-            pool.Run(job, (weights.Tiles + tilesPerItem - 1) / tilesPerItem);
-        }
-
-        job.Clear();
-        KernelClock.Stop(started);
-    }
-
-    /// <summary>The tiles of one work item, over every activation row of the pass.</summary>
-    private sealed class Job : PoolJob
-    {
-        [ThreadStatic]
-        private static Job? _forThread;
-
-        private Q8_0Matrix? _weights;
-        private QuantizedActivations? _activations;
-        private float* _y;
-        private float* _bias;
-        private CpuIsa _isa;
-        private int _tilesPerItem;
-
-        public static Job ForThread => _forThread ??= new Job();
-
-        public void Set(Q8_0Matrix weights, QuantizedActivations activations, float* y, float* bias, CpuIsa isa, int tilesPerItem)
-        {
-            _weights = weights;
-            _activations = activations;
-            _y = y;
-            _bias = bias;
-            _isa = isa;
-            _tilesPerItem = tilesPerItem;
-        }
-
-        public void Clear()
-        {
-            _weights = null;
-            _activations = null;
-        }
-
-        public override void Execute(int item)
-        {
-            var w = _weights!;
-            var a = _activations!;
-            int end = Math.Min(w.Tiles, (item + 1) * _tilesPerItem);
-            for (int tile = item * _tilesPerItem; tile < end; tile++)
+            int m = 0;
+            switch (isa)
             {
-                var output = new TileOutput(_y, w.Rows, tile, _bias);
-                int m = 0;
-                switch (_isa)
-                {
-                    case CpuIsa.Avx512:
-                        for (; m + 4 <= a.Rows; m += 4)
-                        {
-                            Avx512Rows4(w, tile, a, m, output);
-                        }
+                case CpuIsa.Avx512:
+                    for (; m + 4 <= a.Rows; m += 4)
+                    {
+                        Avx512Rows4(w, tile, a, m, output);
+                    }
 
-                        for (; m < a.Rows; m++)
-                        {
-                            Avx512Row(w, tile, a, m, output);
-                        }
+                    for (; m < a.Rows; m++)
+                    {
+                        Avx512Row(w, tile, a, m, output);
+                    }
 
-                        break;
-                    case CpuIsa.Avx2:
-                        for (; m + 2 <= a.Rows; m += 2)
-                        {
-                            Avx2Rows2(w, tile, a, m, output);
-                        }
+                    break;
+                case CpuIsa.Avx2:
+                    for (; m + 2 <= a.Rows; m += 2)
+                    {
+                        Avx2Rows2(w, tile, a, m, output);
+                    }
 
-                        for (; m < a.Rows; m++)
-                        {
-                            Avx2Row(w, tile, a, m, output);
-                        }
+                    for (; m < a.Rows; m++)
+                    {
+                        Avx2Row(w, tile, a, m, output);
+                    }
 
-                        break;
-                    default:
-                        for (; m < a.Rows; m++)
-                        {
-                            ScalarRow(w, tile, a, m, output);
-                        }
+                    break;
+                default:
+                    for (; m < a.Rows; m++)
+                    {
+                        ScalarRow(w, tile, a, m, output);
+                    }
 
-                        break;
-                }
-            }
-        }
-    }
-
-    /// <summary>Where a tile's results go: 4 output columns of each activation row, clipped to the real rows of W.</summary>
-    private readonly struct TileOutput(float* y, int stride, int tile, float* bias)
-    {
-        private readonly int _first = tile * Q8_0Matrix.TileRows;
-
-        public void Write(int row, int lane, float sum)
-        {
-            int n = _first + lane;
-            if (n < stride)
-            {
-                y[((long)row * stride) + n] = bias is null ? sum : sum + bias[n];
+                    break;
             }
         }
     }
@@ -153,13 +69,13 @@ public static unsafe class Q8_0Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx512Rows4(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
     {
-        sbyte* q = w.TileQuants(tile);
+        sbyte* q = (sbyte*)w.TileQuants(tile);
         ushort* s = w.TileScales(tile);
         int columns = a.Columns, stride = a.RowStride;
         short* x0 = a.Quants + ((long)m * columns), x1 = x0 + columns, x2 = x1 + columns, x3 = x2 + columns;
         float* activationScales = a.BlockScales + m;
         float* table = stackalloc float[16];
-        var rowOfLane = RowOfLane();
+        var rowOfLane = BlockGemm.RowOfLane();
         Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
         Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
         Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
@@ -227,12 +143,12 @@ public static unsafe class Q8_0Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx512Row(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
     {
-        sbyte* q = w.TileQuants(tile);
+        sbyte* q = (sbyte*)w.TileQuants(tile);
         ushort* s = w.TileScales(tile);
         short* x = a.Quants + ((long)m * a.Columns);
         float* activationScales = a.RowScales + ((long)m * a.Blocks);
         float* table = stackalloc float[16];
-        var rowOfLane = RowOfLane();
+        var rowOfLane = BlockGemm.RowOfLane();
         Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default;
         for (int g = 0; g < w.Blocks / Q8_0Matrix.GroupBlocks; g++)
         {
@@ -258,13 +174,6 @@ public static unsafe class Q8_0Gemm
         output.Write(m, 3, Vector512.Sum(c3));
     }
 
-    /// <summary>
-    /// Lane i holds i / 4. A constant built in the kernel: a static field's class-initialisation
-    /// check in the loop would make the JIT keep the accumulators in memory.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> RowOfLane() => Vector512.Create(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-
     /// <summary>One block of one (weight row, activation row) pair: 16 int32 pair sums, scaled and accumulated.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Step(Vector512<float> c, Vector512<short> w, Vector512<short> x, float scale) =>
@@ -274,7 +183,7 @@ public static unsafe class Q8_0Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx2Rows2(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
     {
-        sbyte* q = w.TileQuants(tile);
+        sbyte* q = (sbyte*)w.TileQuants(tile);
         ushort* s = w.TileScales(tile);
         short* x0 = a.Quants + ((long)m * a.Columns), x1 = x0 + a.Columns;
         float* dx0 = a.RowScales + ((long)m * a.Blocks), dx1 = dx0 + a.Blocks;
@@ -283,8 +192,8 @@ public static unsafe class Q8_0Gemm
         Vector256<float> c20 = default, c21 = default, c30 = default, c31 = default;
         for (int g = 0; g < w.Blocks / Q8_0Matrix.GroupBlocks; g++)
         {
-            Avx2Scales(s + (g * 16), dx0 + (g * Q8_0Matrix.GroupBlocks), table);
-            Avx2Scales(s + (g * 16), dx1 + (g * Q8_0Matrix.GroupBlocks), table + 16);
+            BlockGemm.Avx2Scales(s + (g * 16), dx0 + (g * Q8_0Matrix.GroupBlocks), table);
+            BlockGemm.Avx2Scales(s + (g * 16), dx1 + (g * Q8_0Matrix.GroupBlocks), table + 16);
             for (int j = 0; j < Q8_0Matrix.GroupBlocks; j++)
             {
                 int b = (g * Q8_0Matrix.GroupBlocks) + j, k = b * Q8_0Matrix.BlockSize;
@@ -325,7 +234,7 @@ public static unsafe class Q8_0Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Avx2Row(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
     {
-        sbyte* q = w.TileQuants(tile);
+        sbyte* q = (sbyte*)w.TileQuants(tile);
         ushort* s = w.TileScales(tile);
         short* x = a.Quants + ((long)m * a.Columns);
         float* dx = a.RowScales + ((long)m * a.Blocks);
@@ -333,7 +242,7 @@ public static unsafe class Q8_0Gemm
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default;
         for (int g = 0; g < w.Blocks / Q8_0Matrix.GroupBlocks; g++)
         {
-            Avx2Scales(s + (g * 16), dx + (g * Q8_0Matrix.GroupBlocks), table);
+            BlockGemm.Avx2Scales(s + (g * 16), dx + (g * Q8_0Matrix.GroupBlocks), table);
             for (int j = 0; j < Q8_0Matrix.GroupBlocks; j++)
             {
                 int b = (g * Q8_0Matrix.GroupBlocks) + j, k = b * Q8_0Matrix.BlockSize;
@@ -353,31 +262,13 @@ public static unsafe class Q8_0Gemm
         output.Write(m, 3, Vector256.Sum(c3));
     }
 
-    /// <summary>d_w d_x for a group's 4 blocks x 4 weight rows (lane j*4 + t) and one activation row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Avx2Scales(ushort* weightScales, float* activationScales, float* table)
-    {
-        var dw = Vector128.Load(weightScales);
-        var dwh = Vector128.Load(weightScales + 8);
-        var lo = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(dw).AsUInt32());
-        var hi = HalfBits.ToSingle(Avx2.ConvertToVector256Int32(dwh).AsUInt32());
-        var dx = Vector256.Create(
-            activationScales[0], activationScales[0], activationScales[0], activationScales[0],
-            activationScales[1], activationScales[1], activationScales[1], activationScales[1]);
-        var dxh = Vector256.Create(
-            activationScales[2], activationScales[2], activationScales[2], activationScales[2],
-            activationScales[3], activationScales[3], activationScales[3], activationScales[3]);
-        (lo * dx).Store(table);
-        (hi * dxh).Store(table + 8);
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Step(Vector256<float> c, Vector256<short> w, Vector256<short> wh, Vector256<short> x, Vector256<short> xh, float scale) =>
         Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.Add(Avx2.MultiplyAddAdjacent(w, x), Avx2.MultiplyAddAdjacent(wh, xh))), Vector256.Create(scale), c);
 
     private static void ScalarRow(Q8_0Matrix w, int tile, QuantizedActivations a, int m, TileOutput output)
     {
-        sbyte* q = w.TileQuants(tile);
+        sbyte* q = (sbyte*)w.TileQuants(tile);
         ushort* s = w.TileScales(tile);
         short* x = a.Quants + ((long)m * a.Columns);
         float* dx = a.RowScales + ((long)m * a.Blocks);

@@ -7,9 +7,11 @@ namespace TaH.Kernels.Cpu;
 /// Activation rows quantised for the Q8_0 kernels, as ggml quantises them for
 /// <c>ggml_vec_dot_q8_0_q8_0</c>: per block of 32, d = max|x| / 127 and q = round(x / d) (ties to
 /// even, x times the fp32 reciprocal of d), here with d kept in fp32. The values are stored widened
-/// to int16 (the kernels multiply int16 pairs), rows padded with zeros to the weights' padded
-/// columns. The scales are kept twice: row-major for the one-row kernel, block-major (rows padded
-/// to 4) for the four-row one. A per-thread scratch that grows and is then reused.
+/// to int16 (the Q8_0 kernels multiply int16 pairs), rows padded with zeros to the weights' padded
+/// columns; on request also as int8, with each block's sum (the Q4_0 kernels multiply unsigned
+/// nibbles by int8 and take the offset of 8 off once per block). The scales are kept twice:
+/// row-major for the one-row kernel, block-major (rows padded to 4) for the four-row one. A
+/// per-thread scratch that grows and is then reused.
 /// </summary>
 internal sealed unsafe class QuantizedActivations : IDisposable
 {
@@ -35,9 +37,15 @@ internal sealed unsafe class QuantizedActivations : IDisposable
     /// <summary>Padded columns: the stride of <see cref="Quants"/>.</summary>
     public int Columns { get; private set; }
 
-    public int Blocks => Columns / Q8_0Matrix.BlockSize;
+    public int Blocks => Columns / BlockMatrix.BlockSize;
 
     public short* Quants { get; private set; }
+
+    /// <summary>The quants as int8, <c>[rows, Columns]</c>, when asked for; else null.</summary>
+    public sbyte* Bytes { get; private set; }
+
+    /// <summary>Each block's sum of quants, <c>[rows, blocks]</c>, with <see cref="Bytes"/>.</summary>
+    public int* Sums { get; private set; }
 
     /// <summary><c>[rows, blocks]</c>.</summary>
     public float* RowScales { get; private set; }
@@ -54,19 +62,22 @@ internal sealed unsafe class QuantizedActivations : IDisposable
     /// <paramref name="stride"/>), padding to <paramref name="paddedColumns"/>; many rows are
     /// shared out over <paramref name="pool"/>.
     /// </summary>
-    public void Quantize(float* x, int rows, int columns, long stride, int paddedColumns, CpuWorkerPool pool)
+    public void Quantize(float* x, int rows, int columns, long stride, int paddedColumns, CpuWorkerPool pool, bool bytes = false)
     {
         Rows = rows;
         RowStride = (rows + 3) & ~3;
         Columns = paddedColumns;
-        int blocks = paddedColumns / Q8_0Matrix.BlockSize;
-        long quantBytes = (long)rows * paddedColumns * sizeof(short);
-        long rowScaleBytes = (long)rows * blocks * sizeof(float);
-        long blockScaleBytes = (long)blocks * RowStride * sizeof(float);
-        Reserve(((quantBytes + 63) & ~63L) + rowScaleBytes + blockScaleBytes);
+        int blocks = paddedColumns / BlockMatrix.BlockSize;
+        long quantBytes = Aligned((long)rows * paddedColumns * sizeof(short));
+        long rowScaleBytes = Aligned((long)rows * blocks * sizeof(float));
+        long blockScaleBytes = Aligned((long)blocks * RowStride * sizeof(float));
+        long byteBytes = bytes ? Aligned((long)rows * paddedColumns) : 0, sumBytes = bytes ? Aligned((long)rows * blocks * sizeof(int)) : 0;
+        Reserve(quantBytes + rowScaleBytes + blockScaleBytes + byteBytes + sumBytes);
         Quants = (short*)_memory;
-        RowScales = (float*)(_memory + ((quantBytes + 63) & ~63L));
-        BlockScales = RowScales + ((long)rows * blocks);
+        RowScales = (float*)(_memory + quantBytes);
+        BlockScales = (float*)(_memory + quantBytes + rowScaleBytes);
+        Bytes = bytes ? (sbyte*)(_memory + quantBytes + rowScaleBytes + blockScaleBytes) : null;
+        Sums = bytes ? (int*)(_memory + quantBytes + rowScaleBytes + blockScaleBytes + byteBytes) : null;
         NativeMemory.Clear(BlockScales, (nuint)blockScaleBytes);
         _job.Set(this, x, columns, stride);
         if (rows < RowsPerItem * 2)
@@ -85,12 +96,12 @@ internal sealed unsafe class QuantizedActivations : IDisposable
     private void QuantizeRow(float* source, int row, int columns)
     {
         short* quants = Quants + ((long)row * Columns);
-        Span<float> partial = stackalloc float[Q8_0Matrix.BlockSize];
+        Span<float> partial = stackalloc float[BlockMatrix.BlockSize];
         for (int b = 0; b < Blocks; b++)
         {
-            int start = b * Q8_0Matrix.BlockSize, n = Math.Clamp(columns - start, 0, Q8_0Matrix.BlockSize);
+            int start = b * BlockMatrix.BlockSize, n = Math.Clamp(columns - start, 0, BlockMatrix.BlockSize);
             float d;
-            if (n == Q8_0Matrix.BlockSize)
+            if (n == BlockMatrix.BlockSize)
             {
                 d = QuantizeBlock(source + start, quants + start);
             }
@@ -106,8 +117,17 @@ internal sealed unsafe class QuantizedActivations : IDisposable
 
             RowScales[((long)row * Blocks) + b] = d;
             BlockScales[((long)b * RowStride) + row] = d;
+            if (Bytes is not null)
+            {
+                var q0 = Vector256.Load(quants + start);
+                var q1 = Vector256.Load(quants + start + 16);
+                Vector256.Narrow(q0, q1).Store(Bytes + ((long)row * Columns) + start);
+                Sums[((long)row * Blocks) + b] = Vector256.Sum(Vector256.WidenLower(q0) + Vector256.WidenUpper(q0) + Vector256.WidenLower(q1) + Vector256.WidenUpper(q1));
+            }
         }
     }
+
+    private static long Aligned(long bytes) => (bytes + 63) & ~63L;
 
     /// <summary>One block of 32: writes q, returns d. The same arithmetic on every CPU.</summary>
     private static float QuantizeBlock(float* values, short* quants)

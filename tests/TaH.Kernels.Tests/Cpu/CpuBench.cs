@@ -124,7 +124,7 @@ internal static unsafe class CpuBench
             var acc = Vector512<sbyte>.Zero;
             for (int t = item * per; t < Math.Min(tiles, (item + 1) * per); t++)
             {
-                sbyte* q = w.TileQuants(t);
+                sbyte* q = (sbyte*)w.TileQuants(t);
                 for (int i = 0; i < w.Blocks * 128; i += 64)
                 {
                     acc |= Vector512.Load(q + i);

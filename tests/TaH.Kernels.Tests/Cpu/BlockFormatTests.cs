@@ -3,11 +3,22 @@ using TaH.Kernels.Cpu;
 namespace TaH.Kernels.Tests.Cpu;
 
 /// <summary>
-/// The Q8_0 format and kernels against plain computations of their definitions. Tolerances come
-/// from the formats' rounding, never from the vector width: see <see cref="DotTolerance"/>.
+/// The Q8_0 and Q4_0 formats and kernels against plain computations of their definitions.
+/// Tolerances come from the formats' rounding, never from the vector width: see
+/// <see cref="DotTolerance"/>.
 /// </summary>
-public unsafe class Q8_0Tests
+public unsafe class BlockFormatTests
 {
+    /// <summary>The block formats, by GGUF's names.</summary>
+    public enum Format
+    {
+        Q8_0,
+        Q4_0,
+    }
+
+    private static BlockMatrix Create(Format format, int rows, int columns) =>
+        format == Format.Q8_0 ? new Q8_0Matrix(rows, columns) : new Q4_0Matrix(rows, columns);
+
     private const double Unit = 1.0 / (1 << 24); // fp32 unit roundoff
 
     public static TheoryData<CpuIsa> Paths() => [.. CpuIsas.Supported];
@@ -83,10 +94,65 @@ public unsafe class Q8_0Tests
         }
     }
 
-    [Fact]
-    public void NonFiniteWeightsAreRefused()
+    [Theory]
+    [InlineData(1, 32)]
+    [InlineData(5, 100)]
+    [InlineData(9, 1000)]
+    public void Q4_0WeightsAreWithinHalfAScaleAndTheLargestMapsToMinus8(int rows, int columns)
     {
-        using var m = new Q8_0Matrix(2, 40);
+        var random = new Random(rows * 1000 + columns + 1);
+        var w = RandomWeights(random, rows, columns);
+        using var m = new Q4_0Matrix(rows, columns);
+        m.Quantize(0, w);
+        var row = new float[columns];
+        for (int r = 0; r < rows; r++)
+        {
+            m.DequantizeRow(r, row);
+            for (int b = 0; b * 32 < columns; b++)
+            {
+                int start = b * 32, end = Math.Min(columns, start + 32);
+                float max = 0;
+                int argmax = start;
+                for (int i = start; i < end; i++)
+                {
+                    if (Math.Abs(w[(r * columns) + i]) > Math.Abs(max))
+                    {
+                        max = w[(r * columns) + i];
+                        argmax = i;
+                    }
+                }
+
+                // The scale is m / -8 rounded to fp16, m the entry of largest magnitude.
+                float d = m.Scale(r, b);
+                Assert.Equal((float)(Half)(max / -8f), d);
+                if (max == 0)
+                {
+                    Assert.All(Enumerable.Range(start, end - start), i => Assert.Equal(0, m.Quant(r, i)));
+                    continue;
+                }
+
+                Assert.Equal(-8, m.Quant(r, argmax));
+                // q = round(w * fl(1/d)) within -8..7: off by at most |d|/2 (and the relative 2^-23
+                // of fl(1/d) and the product, on w/d <= 8.01), except that a value near +8|d| of
+                // the other sign from m is clamped to 7 |d|: off by at most |d| then.
+                for (int i = start; i < end; i++)
+                {
+                    double x = w[(r * columns) + i], error = Math.Abs(x - ((double)d * m.Quant(r, i)));
+                    double limit = Math.Abs(d) * (x / d > 7.5 ? 1 + 1e-5 : 0.5 + 1e-5);
+                    Assert.True(error <= limit, $"row {r} column {i}: |w - d q| = {error:G6} > {limit:G6} (d = {d:G6})");
+                    Assert.InRange(m.Quant(r, i), -8, 7);
+                    Assert.Equal(d * m.Quant(r, i), row[i]);
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(Format.Q8_0)]
+    [InlineData(Format.Q4_0)]
+    public void NonFiniteWeightsAreRefused(Format format)
+    {
+        using var m = Create(format, 2, 40);
         var w = new float[80];
         w[45] = float.NaN;
         var e = Assert.Throws<ArgumentException>(() => m.Quantize(0, w));
@@ -130,14 +196,17 @@ public unsafe class Q8_0Tests
     /// end in a partial block (100, 1000) or not, and 1 to 17 activation rows (the 4-row kernel,
     /// the 1- and 2-row remainders), with and without bias.
     /// </summary>
-    public static TheoryData<CpuIsa, int, int> Shapes()
+    public static TheoryData<Format, CpuIsa, int, int> Shapes()
     {
-        var data = new TheoryData<CpuIsa, int, int>();
-        foreach (var isa in CpuIsas.Supported)
+        var data = new TheoryData<Format, CpuIsa, int, int>();
+        foreach (var format in Enum.GetValues<Format>())
         {
-            foreach (var (n, k) in new[] { (1, 32), (5, 64), (13, 100), (17, 1000), (33, 256) })
+            foreach (var isa in CpuIsas.Supported)
             {
-                data.Add(isa, n, k);
+                foreach (var (n, k) in new[] { (1, 32), (5, 64), (13, 100), (17, 1000), (33, 256) })
+                {
+                    data.Add(format, isa, n, k);
+                }
             }
         }
 
@@ -146,12 +215,12 @@ public unsafe class Q8_0Tests
 
     [Theory]
     [MemberData(nameof(Shapes))]
-    public void GemmMatchesAnFp64DotProductOfTheDequantisedValues(CpuIsa isa, int n, int k)
+    public void GemmMatchesAnFp64DotProductOfTheDequantisedValues(Format format, CpuIsa isa, int n, int k)
     {
-        var random = new Random((n * 7919) + k + (int)isa);
+        var random = new Random((n * 7919) + k + (int)isa + (int)format);
         var w = RandomWeights(random, n, k);
         var bias = Enumerable.Range(0, n).Select(_ => (float)(random.NextDouble() - 0.5)).ToArray();
-        using var m = new Q8_0Matrix(n, k);
+        using var m = Create(format, n, k);
         m.Quantize(0, w);
         using var pool = new CpuWorkerPool(3);
         for (int rows = 1; rows <= 17; rows++)
@@ -164,7 +233,7 @@ public unsafe class Q8_0Tests
                 Array.Fill(y, float.NaN, rows * n, 16);
                 fixed (float* px = x, py = y, pb = bias)
                 {
-                    Q8_0Gemm.Multiply(m, px, rows, py, withBias ? pb : null, isa, pool);
+                    m.Multiply(px, rows, py, withBias ? pb : null, isa, pool);
                 }
 
                 Assert.All(y[(rows * n)..], v => Assert.True(float.IsNaN(v)));
@@ -177,7 +246,7 @@ public unsafe class Q8_0Tests
                         double b = withBias ? bias[j] : 0;
                         double tolerance = DotTolerance(m.PaddedColumns) * (magnitude + Math.Abs(b));
                         double error = Math.Abs(y[(r * n) + j] - (exact + b));
-                        Assert.True(error <= tolerance, $"{isa} n={n} k={k} rows={rows} bias={withBias}: y[{r},{j}] = {y[(r * n) + j]}, fp64 {exact + b}, error {error:G3} > {tolerance:G3}");
+                        Assert.True(error <= tolerance, $"{format} {isa} n={n} k={k} rows={rows} bias={withBias}: y[{r},{j}] = {y[(r * n) + j]}, fp64 {exact + b}, error {error:G3} > {tolerance:G3}");
                     }
                 }
             }
@@ -185,12 +254,12 @@ public unsafe class Q8_0Tests
     }
 
     /// <summary>
-    /// Each block's int32 dot product is exact. The kernels round d_w d_x to fp32 once, then add
+    /// Each block's integer dot product is exact. The kernels round d_w d_x to fp32 once, then add
     /// at most <c>columns / 2</c> scaled partial sums (16 int32 lanes per block of 32 on the
-    /// widest path) and a bias, in an order that depends on the vector width. Any order of n
-    /// additions with one rounded product per term stays within gamma(n + 1) = (n + 1) u / (1 -
-    /// (n + 1) u) of the sum of the terms' magnitudes, which the caller bounds by
-    /// sum_b |d_w d_x| sum_i |q_w q_x| + |bias|.
+    /// widest Q8_0 path, 4 for Q4_0) and a bias, in an order that depends on the vector width. Any
+    /// order of n additions with one rounded product per term stays within gamma(n + 1) = (n + 1) u
+    /// / (1 - (n + 1) u) of the sum of the terms' magnitudes, which the caller bounds (see
+    /// <see cref="Reference.Dot"/>), plus |bias|.
     /// </summary>
     internal static double DotTolerance(int paddedColumns)
     {
@@ -198,30 +267,34 @@ public unsafe class Q8_0Tests
         return n * Unit / (1 - (n * Unit));
     }
 
-    [Fact]
-    public void AShapeOfZeroRowsOrColumnsIsRefused()
+    [Theory]
+    [InlineData(Format.Q8_0)]
+    [InlineData(Format.Q4_0)]
+    public void AShapeOfZeroRowsOrColumnsIsRefused(Format format)
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => new Q8_0Matrix(0, 32));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new Q8_0Matrix(4, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Create(format, 0, 32));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Create(format, 4, 0));
     }
 
-    [Fact]
-    public void ADecodeCallAllocatesNothingOnceWarm()
+    [Theory]
+    [InlineData(Format.Q8_0)]
+    [InlineData(Format.Q4_0)]
+    public void ADecodeCallAllocatesNothingOnceWarm(Format format)
     {
         var random = new Random(3);
-        using var m = new Q8_0Matrix(64, 256);
+        using var m = Create(format, 64, 256);
         m.Quantize(0, RandomWeights(random, 64, 256));
         var x = RandomWeights(random, 16, 256);
         var y = new float[16 * 64];
         fixed (float* px = x, py = y)
         {
             // Warm: both the shared pool (16 rows) and the calling thread alone (1 row: little work).
-            Q8_0Gemm.Multiply(m, px, 16, py);
-            Q8_0Gemm.Multiply(m, px, 1, py);
+            m.Multiply(px, 16, py);
+            m.Multiply(px, 1, py);
             long before = GC.GetAllocatedBytesForCurrentThread();
             for (int i = 0; i < 20; i++)
             {
-                Q8_0Gemm.Multiply(m, px, 1 + i % 16, py);
+                m.Multiply(px, 1 + i % 16, py);
             }
 
             Assert.Equal(before, GC.GetAllocatedBytesForCurrentThread());
@@ -255,9 +328,15 @@ public unsafe class Q8_0Tests
             return (q, d);
         }
 
-        /// <summary>The fp64 dot product of row j's dequantised weights and the dequantised activations, and the sum of the magnitudes of the blocks' terms.</summary>
-        public static (double Exact, double Magnitude) Dot(Q8_0Matrix m, int row, short[] qx, float[] dx)
+        /// <summary>
+        /// The fp64 dot product of row j's dequantised weights and the dequantised activations, and
+        /// a bound on the magnitudes of the terms the kernels add: sum_b |d_w d_x| sum_i |q_w q_x|
+        /// for Q8_0. Q4_0's kernels add partial sums of the unsigned nibbles q_w + 8, less 8 times
+        /// the block's activation sum, so for it sum_i |(q_w + 8) q_x| + 8 sum_i |q_x|.
+        /// </summary>
+        public static (double Exact, double Magnitude) Dot(BlockMatrix m, int row, short[] qx, float[] dx)
         {
+            int offset = m is Q4_0Matrix ? 8 : 0;
             double exact = 0, magnitude = 0;
             for (int b = 0; b * 32 < m.Columns; b++)
             {
@@ -266,7 +345,7 @@ public unsafe class Q8_0Tests
                 for (int i = b * 32; i < Math.Min(m.Columns, (b + 1) * 32); i++)
                 {
                     dot += m.Quant(row, i) * qx[i];
-                    abs += Math.Abs(m.Quant(row, i) * qx[i]);
+                    abs += Math.Abs((m.Quant(row, i) + offset) * qx[i]) + (offset * Math.Abs(qx[i]));
                 }
 
                 exact += dw * dx[b] * dot;
