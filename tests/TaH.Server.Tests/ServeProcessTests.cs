@@ -46,7 +46,17 @@ public sealed class ServeProcessTests
         Assert.True(tah.Process.WaitForExit(TimeSpan.FromSeconds(60)));
         Assert.Equal(2, tah.Process.ExitCode);
         await tah.Drained;
-        Assert.Equal("error: --weights must be fp32, bf16 or q8_0 (got 'int4')", tah.Error.Trim());
+        Assert.Equal("error: --weights must be fp32, bf16, q8_0 or q4_0 (got 'int4')", tah.Error.Trim());
+    }
+
+    [Fact]
+    public async Task AnUnknownDeciderFormatIsOneLineAndExitCode2()
+    {
+        using var tah = TahProcess.Start("serve", "--model", TestModel.Directory, "--port", "0", "--weights", "q8_0", "--decider-weights", "q2_k");
+        Assert.True(tah.Process.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal(2, tah.Process.ExitCode);
+        await tah.Drained;
+        Assert.Equal("error: --decider-weights must be fp32, bf16, q8_0 or q4_0 (got 'q2_k')", tah.Error.Trim());
     }
 
     [Fact]

@@ -18,8 +18,11 @@ public sealed record ServedModel
 
     public required int Layers { get; init; }
 
-    /// <summary>How the linear layers' weights are held (fp32, bf16, q8_0).</summary>
+    /// <summary>How the linear layers' weights are held (fp32, bf16, q8_0, q4_0).</summary>
     public required WeightFormat Weights { get; init; }
+
+    /// <summary>How the decider's are (<c>--decider-weights</c>); null without a decider.</summary>
+    public WeightFormat? DeciderWeights { get; init; }
 
     /// <summary>Memory the weights hold: base, head and decider.</summary>
     public required long WeightBytes { get; init; }
@@ -65,6 +68,7 @@ public sealed record ServedModel
         WeightBytes = model.WeightBytes,
         MaxDepth = model.MaxDepth,
         DeciderThreshold = model.Decider?.Threshold,
+        DeciderWeights = model.Decider?.Weights,
         VocabSize = model.Config.VocabSize,
         MaxModelLength = maxModelLength,
         PolicySupport = Enum.GetValues<PolicyKind>().ToDictionary(k => k, k => model.Supports(new IterationPolicy(k))),

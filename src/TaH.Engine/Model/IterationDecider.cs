@@ -41,7 +41,7 @@ public sealed class IterationDecider : IDisposable
     /// <summary>
     /// Builds the decider from its state dict, checking every parameter's presence and shape.
     /// Entries that are constructor arguments (the learned <c>threshold</c>) are ignored, as the
-    /// reference loader drops them. The linear layers' matrices take the model's weight format.
+    /// reference loader drops them. The linear layers' matrices take <see cref="ModelOptions.Decider"/>.
     /// </summary>
     public static IterationDecider Create(DeciderConfig config, IReadOnlyDictionary<string, Tensor> stateDict, string path, ModelOptions options)
     {
@@ -78,7 +78,7 @@ public sealed class IterationDecider : IDisposable
         var linears = new Dictionary<string, LinearWeight>();
         foreach (var (name, tensor) in weights.Where(w => w.Value.dim() == 2).ToArray())
         {
-            linears[name] = LinearWeight.Create([tensor], options.Weights);
+            linears[name] = LinearWeight.Create([tensor], options.Decider);
             if (linears[name].Dense is null)
             {
                 tensor.Dispose();
@@ -89,6 +89,9 @@ public sealed class IterationDecider : IDisposable
 
         return new IterationDecider(layout, weights, linears);
     }
+
+    /// <summary>How its linear layers' matrices are held.</summary>
+    public WeightFormat Weights => _linears.Values.First().Format;
 
     /// <summary>Memory the decider's parameters hold.</summary>
     public long Bytes => _linears.Values.Sum(l => l.Bytes) + _weights.Values.Sum(t => t.numel() * t.ElementSize);

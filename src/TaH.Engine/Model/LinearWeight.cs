@@ -44,9 +44,11 @@ internal abstract class LinearWeight : IDisposable
         long rows = parts.Sum(p => p.shape[0]), columns = parts[0].shape[1];
         switch (format)
         {
-            case WeightFormat.Q8_0:
+            case WeightFormat.Q8_0 or WeightFormat.Q4_0:
             {
-                var matrix = new Q8_0Matrix(checked((int)rows), checked((int)columns));
+                BlockMatrix matrix = format == WeightFormat.Q8_0
+                    ? new Q8_0Matrix(checked((int)rows), checked((int)columns))
+                    : new Q4_0Matrix(checked((int)rows), checked((int)columns));
                 // bf16 (what releases store) widens inside the quantiser; other types convert first.
                 bool bf16 = parts.All(p => p.dtype == ScalarType.BFloat16);
                 FillRows(parts, bf16 ? ScalarType.BFloat16 : ScalarType.Float32, (first, chunk) =>
@@ -60,7 +62,7 @@ internal abstract class LinearWeight : IDisposable
                         matrix.Quantize(first, Values<float>(chunk));
                     }
                 });
-                return new Q8_0Weight(matrix);
+                return new BlockWeight(matrix, format);
             }
 
             case WeightFormat.Bf16:
@@ -171,9 +173,10 @@ internal abstract unsafe class KernelWeight : LinearWeight
     private static float* Pointer(Tensor t) => TensorMemory.Pointer<float>(t);
 }
 
-internal sealed unsafe class Q8_0Weight(Q8_0Matrix matrix) : KernelWeight
+/// <summary>A GGUF-style block format (Q8_0, Q4_0) and its kernels.</summary>
+internal sealed unsafe class BlockWeight(BlockMatrix matrix, WeightFormat format) : KernelWeight
 {
-    public override WeightFormat Format => WeightFormat.Q8_0;
+    public override WeightFormat Format => format;
 
     public override long OutFeatures => matrix.Rows;
 
@@ -181,7 +184,7 @@ internal sealed unsafe class Q8_0Weight(Q8_0Matrix matrix) : KernelWeight
 
     public override long Bytes => matrix.Bytes;
 
-    public override void Multiply(float* x, int rows, float* y, float* bias) => Q8_0Gemm.Multiply(matrix, x, rows, y, bias);
+    public override void Multiply(float* x, int rows, float* y, float* bias) => matrix.Multiply(x, rows, y, bias);
 
     protected override void Row(int row, Span<float> destination) => matrix.DequantizeRow(row, destination);
 

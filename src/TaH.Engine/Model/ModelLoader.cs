@@ -22,17 +22,27 @@ public sealed record ModelOptions
     public WeightFormat Weights { get; init; } = WeightFormat.Fp32;
 
     /// <summary>
+    /// The decider MLP's format when it differs from <see cref="Weights"/>: a q4_0 model keeps its
+    /// decisions with a q8_0 decider, while a q4_0 decider changes some (the README's accuracy table).
+    /// </summary>
+    public WeightFormat? DeciderWeights { get; init; }
+
+    /// <summary>The format the decider's linear layers take.</summary>
+    public WeightFormat Decider => DeciderWeights ?? Weights;
+
+    /// <summary>
     /// <c>cpu</c> (fp32) or <c>cuda</c> / <c>cuda:N</c> (bf16, the CUDA kernels); a GPU that
     /// TorchSharp cannot reach is refused with the reason. <paramref name="weights"/>
-    /// (<c>fp32</c>, <c>bf16</c>, <c>q8_0</c>; default fp32) applies to the CPU; a GPU takes bf16
-    /// only, its one format.
+    /// (<c>fp32</c>, <c>bf16</c>, <c>q8_0</c>, <c>q4_0</c>; default fp32) and
+    /// <paramref name="deciderWeights"/> (default: the same) apply to the CPU; a GPU takes bf16 only, its one format.
     /// </summary>
-    public static ModelOptions Parse(string device, string? weights = null)
+    public static ModelOptions Parse(string device, string? weights = null, string? deciderWeights = null)
     {
         var format = weights is null ? (WeightFormat?)null : WeightFormats.Parse(weights);
+        var deciderFormat = deciderWeights is null ? (WeightFormat?)null : WeightFormats.Parse(deciderWeights, "--decider-weights");
         if (device.Equals("cpu", StringComparison.OrdinalIgnoreCase))
         {
-            return format is { } f and not WeightFormat.Fp32 ? new ModelOptions { Weights = f } : Cpu;
+            return format is null && deciderFormat is null ? Cpu : new ModelOptions { Weights = format ?? WeightFormat.Fp32, DeciderWeights = deciderFormat };
         }
 
         if (!device.StartsWith("cuda", StringComparison.OrdinalIgnoreCase))
@@ -49,6 +59,11 @@ public sealed record ModelOptions
         if (format is { } chosen and not WeightFormat.Bf16)
         {
             throw new ArgumentException($"--weights {chosen.Name()} runs on the CPU; on a GPU the weights are bf16");
+        }
+
+        if (deciderFormat is { } decider and not WeightFormat.Bf16)
+        {
+            throw new ArgumentException($"--decider-weights {decider.Name()} runs on the CPU; on a GPU the decider is bf16");
         }
 
         if (!torch.cuda.is_available())

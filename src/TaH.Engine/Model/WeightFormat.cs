@@ -3,7 +3,7 @@ namespace TaH.Engine.Model;
 /// <summary>
 /// How the weights of the linear maps (every projection of the base model, the lm head and the
 /// embedding it is tied to, the decider's MLP) are held on the CPU. Norms, biases and LoRA stay
-/// fp32; activations are fp32 throughout.
+/// fp32 (LoRA bf16 where that is exact); activations are fp32 throughout.
 /// </summary>
 public enum WeightFormat
 {
@@ -15,6 +15,9 @@ public enum WeightFormat
 
     /// <summary>GGUF's Q8_0 (34 bytes per 32 weights), int8 dot products in the project's kernels.</summary>
     Q8_0,
+
+    /// <summary>GGUF's Q4_0 (18 bytes per 32 weights), nibble-by-int8 dot products in the project's kernels.</summary>
+    Q4_0,
 }
 
 public static class WeightFormats
@@ -23,15 +26,17 @@ public static class WeightFormats
     {
         WeightFormat.Bf16 => "bf16",
         WeightFormat.Q8_0 => "q8_0",
+        WeightFormat.Q4_0 => "q4_0",
         _ => "fp32",
     };
 
-    /// <summary><c>fp32</c>, <c>bf16</c> or <c>q8_0</c>; anything else is refused naming the choices.</summary>
-    public static WeightFormat Parse(string text) => text.ToLowerInvariant() switch
+    /// <summary><c>fp32</c>, <c>bf16</c>, <c>q8_0</c> or <c>q4_0</c>; anything else is refused naming the choices and <paramref name="option"/>.</summary>
+    public static WeightFormat Parse(string text, string option = "--weights") => text.ToLowerInvariant() switch
     {
         "fp32" or "f32" => WeightFormat.Fp32,
         "bf16" => WeightFormat.Bf16,
         "q8_0" => WeightFormat.Q8_0,
-        _ => throw new ArgumentException($"--weights must be fp32, bf16 or q8_0 (got '{text}')"),
+        "q4_0" => WeightFormat.Q4_0,
+        _ => throw new ArgumentException($"{option} must be fp32, bf16, q8_0 or q4_0 (got '{text}')"),
     };
 }

@@ -17,7 +17,8 @@ internal static class AccuracyCommand
     public static Command Create()
     {
         var model = CommonOptions.Model();
-        var weights = new Option<string>("--weights") { Description = "the format to compare with fp32: bf16 or q8_0", DefaultValueFactory = _ => "q8_0" };
+        var weights = new Option<string>("--weights") { Description = "the format to compare with fp32: bf16, q8_0 or q4_0", DefaultValueFactory = _ => "q8_0" };
+        var deciderWeights = new Option<string?>("--decider-weights") { Description = "the compared model's decider format (default: --weights)" };
         var positions = new Option<int>("--positions") { Description = "random prompt length (teacher-forced positions)", DefaultValueFactory = _ => 512 };
         var ids = new Option<string?>("--ids") { Description = "the prompt's token ids instead, comma separated" };
         var policy = CommonOptions.Policy();
@@ -25,9 +26,9 @@ internal static class AccuracyCommand
         var share = new Option<double?>("--target-share") { Description = "set the decider's threshold so that this share of positions iterates in fp32 (for random-weight models)" };
         var seed = new Option<int>("--seed") { DefaultValueFactory = _ => 0 };
         var json = new Option<string?>("--json") { Description = "also write the figures as JSON" };
-        var command = new Command("accuracy", "compare a weight format (q8_0, bf16) with fp32 on one checkpoint, teacher-forced: top-1 agreement, logit differences, depth decisions")
+        var command = new Command("accuracy", "compare a weight format (q8_0, q4_0, bf16) with fp32 on one checkpoint, teacher-forced: top-1 agreement, logit differences, depth decisions")
         {
-            model, weights, positions, ids, policy, threshold, share, seed, json,
+            model, weights, deciderWeights, positions, ids, policy, threshold, share, seed, json,
         };
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -37,10 +38,11 @@ internal static class AccuracyCommand
             }
 
             string dir = result.GetValue(model)!;
-            var format = WeightFormats.Parse(result.GetValue(weights)!);
-            if (format == WeightFormat.Fp32)
+            var options = ModelOptions.Parse("cpu", result.GetValue(weights)!, result.GetValue(deciderWeights));
+            var format = options.Weights;
+            if (format == WeightFormat.Fp32 && options.Decider == WeightFormat.Fp32)
             {
-                throw new ArgumentException("--weights: compare bf16 or q8_0 with fp32 (fp32 is the reference)");
+                throw new ArgumentException("--weights: compare bf16, q8_0 or q4_0 with fp32 (fp32 is the reference)");
             }
 
             using var reference = ModelLoader.Load(dir);
@@ -77,10 +79,10 @@ internal static class AccuracyCommand
                 chosen = IterationPolicy.Parse("decider", WeightAccuracy.ThresholdForShare(reference, prompt, s));
             }
 
-            using var compared = CommonOptions.Load(dir, "cpu", format.Name());
+            using var compared = CommonOptions.Load(dir, options);
             var r = WeightAccuracy.Compare(reference, compared, prompt, chosen);
             var inv = CultureInfo.InvariantCulture;
-            Console.Out.WriteLine(string.Create(inv, $"{format.Name()} vs fp32, {r.Positions} teacher-forced positions, policy {chosen}:"));
+            Console.Out.WriteLine(string.Create(inv, $"{format.Name()} (decider {options.Decider.Name()}) vs fp32, {r.Positions} teacher-forced positions, policy {chosen}:"));
             Console.Out.WriteLine(string.Create(inv, $"  top-1 agreement        {r.Top1Agreement:P2} ({r.Top1Agreements}/{r.Positions})"));
             Console.Out.WriteLine(string.Create(inv, $"  max |logit difference| {r.MaxLogitDifference:G4} (mean {r.MeanLogitDifference:G3}; largest fp32 |logit| {r.MaxReferenceLogit:G4})"));
             if (r.Threshold is { } t)
@@ -91,7 +93,7 @@ internal static class AccuracyCommand
 
             if (result.GetValue(json) is { } path)
             {
-                File.WriteAllText(path, JsonSerializer.Serialize(new { weights = format.Name(), policy = chosen.ToString(), result = r, top1_agreement = r.Top1Agreement, depth_agreement = r.DepthAgreement }, new JsonSerializerOptions { WriteIndented = true }));
+                File.WriteAllText(path, JsonSerializer.Serialize(new { weights = format.Name(), decider_weights = options.Decider.Name(), policy = chosen.ToString(), result = r, top1_agreement = r.Top1Agreement, depth_agreement = r.DepthAgreement }, new JsonSerializerOptions { WriteIndented = true }));
             }
 
             return 0;

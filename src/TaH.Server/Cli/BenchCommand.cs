@@ -38,12 +38,13 @@ internal static class BenchCommand
         };
         var structured = new Option<string?>("--structured") { Description = "instead: structured outputs over a JSON list of {name, schema} (compile time, mask time per token, decode tok/s with and without a constraint)" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "with --structured: the tokenizer directory (default: the model's)" };
-        var weights = CommonOptions.Weights();
+        var weights = new WeightOptions();
         var overload = new OverloadOptions();
         var command = new Command("bench", "measure decode throughput and latency per iteration policy and concurrency (in process, or --url); with --arrival-rate, elastic depth off and on under overload")
         {
-            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, weights, busy, structured, tokenizer,
+            model, url, apiKey, policies, concurrency, promptTokens, tokens, rounds, kvBlocks, threshold, target, json, seed, device, busy, structured, tokenizer,
         };
+        weights.AddTo(command);
         overload.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
@@ -55,7 +56,7 @@ internal static class BenchCommand
             int prompt = result.GetValue(promptTokens), decode = result.GetValue(tokens);
             if (result.GetValue(structured) is { } corpus)
             {
-                using var loaded = CommonOptions.Load(result.GetValue(model) ?? throw new ArgumentException("--structured needs --model DIR"), result.GetValue(device)!, result.GetValue(weights));
+                using var loaded = CommonOptions.Load(result.GetValue(model) ?? throw new ArgumentException("--structured needs --model DIR"), weights.Read(result, result.GetValue(device)!));
                 StructuredBench.Run(loaded, result.GetValue(tokenizer) ?? loaded.Directory, corpus, prompt, decode, result.GetValue(rounds), result.GetValue(seed), result.GetValue(json), Console.Out);
                 return 0;
             }
@@ -78,7 +79,7 @@ internal static class BenchCommand
                     throw new ArgumentException("--target-share needs the model in process (--model); against a server, pass --threshold");
                 }
 
-                if (result.GetValue(weights) is not null)
+                if (weights.AnyGiven(result))
                 {
                     throw new ArgumentException("--weights needs the model in process (--model); a server's weights are its own --weights");
                 }
@@ -94,8 +95,7 @@ internal static class BenchCommand
             {
                 var tah = CommonOptions.Load(
                     result.GetValue(model) ?? throw new ArgumentException("give --model DIR, or --url of a running server"),
-                    result.GetValue(device)!,
-                    result.GetValue(weights));
+                    weights.Read(result, result.GetValue(device)!));
                 owned = tah;
                 int blocks = result.GetValue(kvBlocks) is > 0 and var b ? b : tah.MaxDepth * levels.Max() * (((prompt + decode) / 16) + 2);
                 var bench = new InProcessBench(tah, blocks);
@@ -186,7 +186,7 @@ internal static class BenchCommand
 
     /// <summary>Elastic depth off, then on, under the same open-loop overload, in this process.</summary>
     private static int RunOverload(ParseResult result, OverloadOptions overload, double arrivalRate, Option<string> model, Option<Uri?> url, Option<int> kvBlocks,
-        Option<double?> threshold, Option<double?> target, Option<int> promptTokens, Option<int> tokens, Option<string?> json, Option<int> seed, Option<string> device, Option<string?> weights, Option<int> rounds)
+        Option<double?> threshold, Option<double?> target, Option<int> promptTokens, Option<int> tokens, Option<string?> json, Option<int> seed, Option<string> device, WeightOptions weights, Option<int> rounds)
     {
         if (result.GetValue(url) is not null)
         {
@@ -200,8 +200,7 @@ internal static class BenchCommand
 
         using var tah = CommonOptions.Load(
             result.GetValue(model) ?? throw new ArgumentException("--arrival-rate needs --model DIR"),
-            result.GetValue(device)!,
-            result.GetValue(weights));
+            weights.Read(result, result.GetValue(device)!));
         if (tah.Supports(IterationPolicy.Decider) is { } problem)
         {
             throw new ArgumentException(problem);

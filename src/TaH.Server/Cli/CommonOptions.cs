@@ -40,24 +40,18 @@ internal static class CommonOptions
     public static IterationPolicy ReadPolicy(ParseResult result, Option<string> policy, Option<double?> threshold) =>
         IterationPolicy.Parse(result.GetValue(policy)!, result.GetValue(threshold));
 
-    public static Option<string?> Weights() => new("--weights")
-    {
-        Description = "how the CPU holds the linear layers' weights: fp32 (default), bf16, or q8_0 (GGUF's 8-bit blocks, int8 kernels); converted at load",
-    };
-
     /// <summary>
     /// Loads a model for a verb: a progress bar on a terminal while a kernel format converts the
     /// weights, then one line with what they take.
     /// </summary>
-    public static TaHModel Load(string directory, string device, string? weights)
+    public static TaHModel Load(string directory, ModelOptions options)
     {
-        var options = ModelOptions.Parse(device, weights);
-        if (options.Weights == WeightFormat.Fp32)
+        if (options.Weights == WeightFormat.Fp32 && options.Decider == WeightFormat.Fp32)
         {
             return ModelLoader.Load(directory, options);
         }
 
-        string name = options.Weights.Name();
+        string name = options.Decider == options.Weights ? options.Weights.Name() : $"{options.Weights.Name()} (decider {options.Decider.Name()})";
         ProgressBar? bar = null;
         var clock = Stopwatch.StartNew();
         var model = ModelLoader.Load(directory, options, Console.IsErrorRedirected ? null : p => (bar ??= new ProgressBar($"{name} weights", p.Total)).Update(p.Done));
@@ -66,6 +60,30 @@ internal static class CommonOptions
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name} weights: {bytes / 1e6:F0} MB (base, head and decider), loaded in {clock.Elapsed.TotalSeconds:F1} s"));
         return model;
     }
+}
+
+/// <summary><c>--weights</c> and <c>--decider-weights</c>: how the CPU holds the linear layers.</summary>
+internal sealed class WeightOptions
+{
+    public Option<string?> Weights { get; } = new("--weights")
+    {
+        Description = "how the CPU holds the linear layers' weights: fp32 (default), bf16, q8_0 (GGUF's 8-bit blocks, int8 kernels) or q4_0 (4-bit blocks); converted at load",
+    };
+
+    public Option<string?> Decider { get; } = new("--decider-weights")
+    {
+        Description = "the decider MLP's format, one of the same (default: the model's)",
+    };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(Weights);
+        command.Options.Add(Decider);
+    }
+
+    public bool AnyGiven(ParseResult result) => result.GetValue(Weights) is not null || result.GetValue(Decider) is not null;
+
+    public ModelOptions Read(ParseResult result, string device) => ModelOptions.Parse(device, result.GetValue(Weights), result.GetValue(Decider));
 }
 
 /// <summary>The sampling flags, defaulting to the model's generation_config.json as vLLM does.</summary>

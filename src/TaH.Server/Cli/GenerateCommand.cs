@@ -23,16 +23,17 @@ internal static class GenerateCommand
         var color = new Option<string>("--color") { Description = "auto, always or never", DefaultValueFactory = _ => "auto" };
         var sampling = new SamplingOptions();
         var device = new Option<string>("--device") { Description = "cpu (fp32) or cuda[:N] (bf16, CUDA kernels)", DefaultValueFactory = _ => "cpu" };
-        var weights = CommonOptions.Weights();
+        var weights = new WeightOptions();
 
         var command = new Command("generate", "generate text from a prompt, colouring each token by the number of passes it took")
         {
-            model, prompt, chat, system, noThink, maxTokens, policy, threshold, color, device, weights,
+            model, prompt, chat, system, noThink, maxTokens, policy, threshold, color, device,
         };
+        weights.AddTo(command);
         sampling.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
-            using var tah = CommonOptions.Load(CommonOptions.ModelOrDemo(result.GetValue(model)), result.GetValue(device)!, result.GetValue(weights));
+            using var tah = CommonOptions.Load(CommonOptions.ModelOrDemo(result.GetValue(model)), weights.Read(result, result.GetValue(device)!));
             var tokenizer = TextTokenizer.Load(tah.Directory);
             string text = result.GetValue(prompt)!;
             if (result.GetValue(chat))

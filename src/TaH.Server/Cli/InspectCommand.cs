@@ -20,12 +20,13 @@ internal static class InspectCommand
         var threshold = CommonOptions.Threshold();
         var greedy = new Option<int>("--greedy") { Description = "greedy tokens to decode after the prompt", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out", "-o") { Description = "JSON file to write", Required = true };
-        var weights = CommonOptions.Weights();
+        var weights = new WeightOptions();
 
         var command = new Command("inspect", "write per-position depths, continue probabilities and logits as JSON (the fixtures' golden format)")
         {
-            model, ids, policy, threshold, greedy, output, weights,
+            model, ids, policy, threshold, greedy, output,
         };
+        weights.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
             var prompt = ParseIds(result.GetValue(ids)!);
@@ -35,7 +36,7 @@ internal static class InspectCommand
                 throw new ArgumentException($"--greedy must be 0 or more (got {steps})");
             }
 
-            using var tah = CommonOptions.Load(result.GetValue(model)!, "cpu", result.GetValue(weights));
+            using var tah = CommonOptions.Load(result.GetValue(model)!, weights.Read(result, "cpu"));
             var chosen = CommonOptions.ReadPolicy(result, policy, threshold);
             var inspection = Inspection.Run(tah, prompt, chosen, steps);
             using (var stream = File.Create(result.GetValue(output)!))

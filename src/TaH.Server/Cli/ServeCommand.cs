@@ -43,13 +43,14 @@ internal static class ServeCommand
         var elastic = new Option<bool?>("--elastic-depth") { Description = "under load (requests waiting, KV pool nearly full) raise the threshold of requests that set neither threshold nor target_share", Arity = ArgumentArity.ZeroOrOne };
         var elasticMin = new Option<double?>("--elastic-min-share") { Description = "the lowest depth-2 share --elastic-depth lowers them to (default 0.01)" };
         var elasticInterval = new Option<double?>("--elastic-interval") { Description = "seconds load (or calm) must last before --elastic-depth steps down (or returns; default 0.5)" };
-        var weights = CommonOptions.Weights();
+        var weights = new WeightOptions();
 
         var command = new Command("serve", "serve a model over an OpenAI-compatible HTTP API (the default verb)")
         {
             model, served, host, port, apiKey, allowedHosts, maxBody, grace, maxWaiting, maxRunning, kvBlocks, blockSize, maxModelLen,
-            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device, elastic, elasticMin, elasticInterval, weights,
+            defaultMaxTokens, maxN, policy, threshold, chatTemplate, reasoning, logFormat, otlp, device, elastic, elasticMin, elasticInterval,
         };
+        weights.AddTo(command);
         command.SetAction(result => CliAction.Run(() =>
         {
             var settings = new Dictionary<string, string?>();
@@ -84,7 +85,8 @@ internal static class ServeCommand
             Set(nameof(ServerOptions.ElasticDepth), elastic);
             Set(nameof(ServerOptions.ElasticMinShare), elasticMin);
             Set(nameof(ServerOptions.ElasticIntervalSeconds), elasticInterval);
-            Set(nameof(ServerOptions.Weights), weights);
+            Set(nameof(ServerOptions.Weights), weights.Weights);
+            Set(nameof(ServerOptions.DeciderWeights), weights.Decider);
             var keys = result.GetValue(apiKey) ?? [];
             for (int i = 0; i < keys.Length; i++)
             {

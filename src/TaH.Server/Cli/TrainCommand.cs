@@ -169,11 +169,12 @@ internal static class TrainCommand
         var output = new Option<string?>("--json") { Description = "write the table as JSON" };
         var threads = ThreadsOption();
         var limit = new Option<int>("--limit") { Description = "evaluate the first N problems only (0: all)" };
-        var weights = CommonOptions.Weights();
+        var weights = new WeightOptions();
         var command = new Command("eval", "exact-answer accuracy and depth for never, always, oracle and decider on held-out problems")
         {
-            model, data, reference, output, threads, limit, weights,
+            model, data, reference, output, threads, limit,
         };
+        weights.AddTo(command);
         command.SetAction(r => CliAction.Run(() =>
         {
             torch.set_num_threads(r.GetValue(threads));
@@ -185,7 +186,7 @@ internal static class TrainCommand
                 lines = lines.Take(r.GetValue(limit));
             }
 
-            var report = PolicyEvaluation.Run(dir, r.GetValue(reference), [.. lines], tokenizer, Console.Error, ModelOptions.Parse("cpu", r.GetValue(weights)));
+            var report = PolicyEvaluation.Run(dir, r.GetValue(reference), [.. lines], tokenizer, Console.Error, weights.Read(r, "cpu"));
             Console.Out.WriteLine(report.Markdown());
             if (r.GetValue(output) is { } path)
             {

@@ -90,7 +90,7 @@ public sealed class ModelHost : IDisposable
             await Task.Run(() =>
             {
                 _logger.LogInformation("Loading {ModelDirectory}", _options.Model);
-                _model = ModelLoader.Load(_options.Model!, ModelOptions.Parse(_options.Device, _options.Weights));
+                _model = ModelLoader.Load(_options.Model!, ModelOptions.Parse(_options.Device, _options.Weights, _options.DeciderWeights));
                 _tokenizer = TextTokenizer.Load(_model.Directory, _options.ChatTemplate);
                 _engine = new InferenceEngine(_model, new EngineOptions
                 {
@@ -115,7 +115,7 @@ public sealed class ModelHost : IDisposable
             _state = ModelState.Ready;
             _logger.LogInformation(
                 "Serving {ServedModel}: {Layers} layers, {Weights} weights ({WeightMegabytes} MB), max depth {MaxDepth}, decider {Decider}, context {MaxModelLen}, {KvBlocks} KV blocks, default policy {Policy}, elastic depth {Elastic}",
-                ServedModelName, Model.Layers, Model.Weights.Name(), Model.WeightBytes / 1_000_000, Model.MaxDepth, Model.DeciderThreshold is { } t ? $"threshold {t}" : "none",
+                ServedModelName, Model.Layers, Model.Weights.Name(), Model.WeightBytes / 1_000_000, Model.MaxDepth, Model.DeciderThreshold is { } t ? $"threshold {t}, {Model.DeciderWeights?.Name()} weights" : "none",
                 Model.MaxModelLength, Model.Kv.TotalBlocks, DefaultPolicy,
                 _engine!.Options.Elastic is { Enabled: true } e ? $"on (down to a depth-2 share of {e.Options.MinShare:P1}, steps of {e.Options.Interval.TotalSeconds:0.###} s)" : "off");
         }

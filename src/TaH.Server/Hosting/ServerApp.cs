@@ -193,6 +193,11 @@ public static class ServerApp
         {
             _ = TaH.Engine.Model.WeightFormats.Parse(weights);
         }
+
+        if (o.DeciderWeights is { } deciderWeights)
+        {
+            _ = TaH.Engine.Model.WeightFormats.Parse(deciderWeights, "--decider-weights");
+        }
         if (o.ChatTemplate is { } family)
         {
             _ = TaH.Engine.Tokenization.ChatTemplate.ForFamily(family);

@@ -85,8 +85,11 @@ public sealed class ServerOptions
     /// <summary>cpu (fp32) or cuda[:N] (bf16 and the CUDA kernels).</summary>
     public string Device { get; set; } = "cpu";
 
-    /// <summary>How the CPU holds the linear layers' weights: fp32 (default), bf16 or q8_0.</summary>
+    /// <summary>How the CPU holds the linear layers' weights: fp32 (default), bf16, q8_0 or q4_0.</summary>
     public string? Weights { get; set; }
+
+    /// <summary>The decider MLP's format (default: the model's).</summary>
+    public string? DeciderWeights { get; set; }
 
     /// <summary>Chat template family to use instead of the one recognised in tokenizer_config.json (qwen3, chatml).</summary>
     public string? ChatTemplate { get; set; }

@@ -53,7 +53,8 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
         var results = new List<PolicyResult>();
         using (var model = ModelLoader.Load(modelDir, options))
         {
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.Base.Weights.Name()} weights: {model.WeightBytes / 1e6:F1} MB"));
+            string decider = model.Decider is { } d && d.Weights != model.Base.Weights ? $" (decider {d.Weights.Name()})" : "";
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.Base.Weights.Name()}{decider} weights: {model.WeightBytes / 1e6:F1} MB"));
             foreach (var policy in new[] { IterationPolicy.Never, IterationPolicy.Always, IterationPolicy.Decider })
             {
                 results.Add(Generate(model, tokenizer, problems, policy));

@@ -153,11 +153,15 @@ public class CliTests
 
         var (bad, _, badError) = TahProcess.Run([.. args, "--weights", "q4"]);
         Assert.Equal(2, bad);
-        Assert.Equal("error: --weights must be fp32, bf16 or q8_0 (got 'q4')", badError.Trim().Split('\n')[^1]);
+        Assert.Equal("error: --weights must be fp32, bf16, q8_0 or q4_0 (got 'q4')", badError.Trim().Split('\n')[^1]);
 
         var (code, _, stderr) = TahProcess.Run([.. args, "--weights", "q8_0"]);
         Assert.True(code == 0, stderr);
         Assert.Contains("q8_0 weights:", stderr);
+
+        (code, _, stderr) = TahProcess.Run([.. args, "--weights", "q4_0", "--decider-weights", "q8_0"]);
+        Assert.True(code == 0, stderr);
+        Assert.Contains("q4_0 (decider q8_0) weights:", stderr);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using TaH.Engine.Config;
 using TaH.Engine.Model;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -54,6 +55,72 @@ public class CpuDeciderTests
         }
 
         Assert.Contains(expected, p => p > 0.01 && p < 0.99);
+    }
+
+    /// <summary>
+    /// With the matrices on a block format's grid (quantised once, dequantised), the weights are
+    /// exact in that format, and only the activations' rounding moves the kernels' result: half a
+    /// step of each 32-block, 2^-8 of its largest magnitude, entering each of the n linear layers.
+    /// To first order the continue logit (unit-scale: layer-normed features times the last layer)
+    /// moves by n 2^-8, the probability by a quarter of that.
+    /// </summary>
+    [Theory]
+    [InlineData(WeightFormat.Q8_0)]
+    [InlineData(WeightFormat.Q4_0)]
+    public void BlockFormatForwardMovesOnlyByTheActivationRounding(WeightFormat format)
+    {
+        using var scope = NewDisposeScope();
+        var config = new DeciderConfig
+        {
+            TopK = 10,
+            HiddenStatesSize = 48,
+            HiddenStatesLayerNums = [1, 3],
+            HiddenDims = [64, 64, 48],
+            ExpansionFactor = 4,
+            NormalizeInput = false,
+            Threshold = 0.5,
+            MaxIter = 2,
+        };
+        manual_seed(7 + (int)format);
+        var layout = new DeciderLayout(config);
+        var state = new Dictionary<string, Tensor>();
+        foreach (var parameter in layout.Parameters)
+        {
+            var value = parameter.IsNorm && !parameter.IsBias ? ones(parameter.Shape).add_(randn(parameter.Shape).mul_(0.1))
+                : randn(parameter.Shape).mul_(parameter.Shape.Length == 2 ? 1.0 / Math.Sqrt(parameter.Shape[1]) : 0.1);
+            state[parameter.Name] = parameter.Shape.Length == 2 ? OnGrid(value, format) : value;
+        }
+
+        using var torchPath = IterationDecider.Create(config, state, "test", new ModelOptions());
+        using var kernelPath = IterationDecider.Create(config, state, "test", new ModelOptions { Weights = format });
+        int rows = 64;
+        var hidden = randn(rows, 96).mul_(2);
+        var top = randn(rows, 12).mul_(3).sort(1, descending: true).Values;
+        var expected = torchPath.ContinueProbability(hidden, top).data<float>().ToArray();
+        var actual = kernelPath.ContinueProbability(hidden, top).data<float>().ToArray();
+        int linears = layout.Parameters.Count(p => p.Shape.Length == 2);
+        double eps = linears * Math.Pow(2, -8) / 4;
+        for (int i = 0; i < rows; i++)
+        {
+            Assert.True(Math.Abs(expected[i] - actual[i]) <= eps, $"row {i}: torch {expected[i]}, {format.Name()} kernels {actual[i]} (bound {eps:G3})");
+        }
+
+        Assert.Contains(expected, p => p > 0.1 && p < 0.9);
+    }
+
+    /// <summary>The nearest values <paramref name="format"/> holds exactly: quantised and dequantised once.</summary>
+    private static Tensor OnGrid(Tensor matrix, WeightFormat format)
+    {
+        int rows = (int)matrix.shape[0], columns = (int)matrix.shape[1];
+        using BlockMatrix grid = format == WeightFormat.Q8_0 ? new Q8_0Matrix(rows, columns) : new Q4_0Matrix(rows, columns);
+        grid.Quantize(0, matrix.contiguous().data<float>().ToArray());
+        var values = new float[rows * columns];
+        for (int r = 0; r < rows; r++)
+        {
+            grid.DequantizeRow(r, values.AsSpan(r * columns, columns));
+        }
+
+        return tensor(values, [rows, columns]);
     }
 }
 

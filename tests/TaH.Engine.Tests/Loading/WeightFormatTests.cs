@@ -1,14 +1,16 @@
 using TaH.Checkpoints.Writing;
 using TaH.Engine.Checkpoints;
+using TaH.Engine.Config;
 using TaH.Engine.Generation;
 using TaH.Engine.Model;
 using TaH.Engine.TaH;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 
 namespace TaH.Engine.Tests.Loading;
 
 /// <summary>
-/// The engine with bf16 and q8_0 weights against the fp32 engine.
+/// The engine with bf16, q8_0 and q4_0 weights against the fp32 engine.
 /// <para>
 /// bf16 widens exactly, so a bf16 model must equal the fp32 engine on a copy of the checkpoint
 /// whose matrices were rounded to bf16, up to fp32 summation order.
@@ -22,6 +24,11 @@ namespace TaH.Engine.Tests.Loading;
 /// is a unit-scale (layer-normed) feature times its last layer, so its probability moves by at
 /// most a quarter (the sigmoid's slope) of the eps of its own path, and a decision cannot flip
 /// where the probability is farther than that from the threshold.
+/// </para>
+/// <para>
+/// q4_0's steps are 16 times coarser, which leaves the same first-order bound without content on
+/// two layers; on a checkpoint whose matrices sit on its grid, though, only the activations round,
+/// so the bound is half of q8_0's.
 /// </para>
 /// </summary>
 public class WeightFormatTests
@@ -69,6 +76,40 @@ public class WeightFormatTests
 
         // Two passes double the bound, past every lead this random model has; one pass leaves some.
         Assert.True(passes == 2 || checkedTop1 > 0, "no position had a top-1 lead large enough to check");
+    }
+
+    [Theory]
+    [InlineData("never")]
+    [InlineData("always")]
+    public void Q4_0LogitsOnItsGridStayWithinTheActivationRoundingOfFp32(string policy)
+    {
+        using var dir = new TempDirectory();
+        string path = RandomTiny(dir);
+        RoundMatrices(Path.Combine(path, "model.safetensors"), t => t.dim() == 2, OnQ4_0Grid);
+        using var fp32 = ModelLoader.Load(path);
+        using var q4 = ModelLoader.Load(path, ModelOptions.Parse("cpu", "q4_0"));
+        Assert.Equal(WeightFormat.Q4_0, q4.Base.Weights);
+        var a = Inspection.Run(fp32, Prompt, IterationPolicy.Parse(policy), 0);
+        var b = Inspection.Run(q4, Prompt, IterationPolicy.Parse(policy), 0);
+        int passes = policy == "always" ? 2 : 1;
+        double eps = passes * ((4 * fp32.Config.NumHiddenLayers) + 1) * Step;
+        int checkedTop1 = 0;
+        for (int p = 0; p < Prompt.Length; p++)
+        {
+            var x = a.Prefill[p].FinalLogits;
+            var y = b.Prefill[p].FinalLogits;
+            double bound = eps * x.Max(Math.Abs);
+            double diff = x.Zip(y, (u, v) => Math.Abs(u - v)).Max();
+            Assert.True(diff <= bound, $"position {p}: logits differ by {diff:G3}, more than {bound:G3}");
+            var sorted = x.OrderDescending().ToArray();
+            if (sorted[0] - sorted[1] > 2 * bound)
+            {
+                Assert.Equal(Array.IndexOf(x, sorted[0]), Array.IndexOf(y, y.Max()));
+                checkedTop1++;
+            }
+        }
+
+        Assert.True(checkedTop1 > 0, "no position had a top-1 lead large enough to check");
     }
 
     [Fact]
@@ -147,7 +188,8 @@ public class WeightFormatTests
         using var fp32 = ModelLoader.Load(dir.Path);
         using var bf16 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "bf16"));
         using var q8 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "q8_0"));
-        // Matrices: 4, 2 and 34/32 bytes a weight; the fp32 norms are the same in all three. LoRA
+        using var q4 = ModelLoader.Load(dir.Path, ModelOptions.Parse("cpu", "q4_0", "q8_0"));
+        // Matrices: 4, 2, 34/32 and 18/32 bytes a weight; the fp32 norms are the same in all three. LoRA
         // is fp32 in all three (its values are not exact in bf16): the kernel formats hold exactly
         // the adapter file's parameters, the fp32 path each fused B block-diagonally (its zeros included).
         long adapter = 4 * AdapterParameters(dir.Path);
@@ -156,7 +198,21 @@ public class WeightFormatTests
         long norms = fp32.Base.WeightBytes - Matrices(fp32, 4) - fusedAdapter;
         Assert.Equal(Matrices(fp32, 2) + norms + adapter, bf16.Base.WeightBytes);
         Assert.Equal(Matrices(fp32, 34.0 / 32) + norms + adapter, q8.Base.WeightBytes);
+        Assert.Equal(Matrices(fp32, 18.0 / 32) + norms + adapter, q4.Base.WeightBytes);
         Assert.Equal(WeightFormat.Bf16, bf16.Base.Weights);
+
+        // The decider's matrices follow --weights unless --decider-weights names another format.
+        Assert.Equal(q8.Decider!.Bytes, q4.Decider!.Bytes);
+        long deciderNorms = fp32.Decider!.Bytes - DeciderMatrices(fp32, 4);
+        Assert.Equal(DeciderMatrices(fp32, 34.0 / 32) + deciderNorms, q8.Decider.Bytes);
+
+        // The block formats pad rows to tiles of 4 and columns to groups of 4 blocks of 32, which
+        // the decider's small layers (a top-k of 100 columns) do not fill; fp32 pads nothing.
+        static long DeciderMatrices(TaHModel m, double bytesPerWeight) =>
+            (long)Math.Round(bytesPerWeight * new DeciderLayout(m.Decider!.Config).Parameters.Where(p => p.Shape.Length == 2)
+                .Sum(p => bytesPerWeight == 4 ? p.Shape[0] * p.Shape[1] : Padded(p.Shape[0], 4) * Padded(p.Shape[1], 128)));
+
+        static long Padded(long n, long multiple) => (n + multiple - 1) / multiple * multiple;
 
         static long Matrices(TaHModel m, double bytesPerWeight) =>
             (long)Math.Round(bytesPerWeight * m.Base.Layers.Sum(l => new[] { l.QkvProj, l.OProj, l.GateUpProj, l.DownProj }.Sum(p => p.Weight.OutFeatures * p.Weight.InFeatures))
@@ -170,7 +226,26 @@ public class WeightFormatTests
     }
 
     /// <summary>Rewrites a safetensors file with the chosen tensors rounded to bf16 (stored as fp32).</summary>
-    private static void RoundToBf16(string file, Func<torch.Tensor, bool> which)
+    private static void RoundToBf16(string file, Func<torch.Tensor, bool> which) =>
+        RoundMatrices(file, which, t => t.to(torch.ScalarType.BFloat16).to(torch.ScalarType.Float32));
+
+    /// <summary>The nearest values q4_0 holds exactly: each row quantised and dequantised once.</summary>
+    private static torch.Tensor OnQ4_0Grid(torch.Tensor matrix)
+    {
+        int rows = (int)matrix.shape[0], columns = (int)matrix.shape[1];
+        using var grid = new Q4_0Matrix(rows, columns);
+        grid.Quantize(0, matrix.contiguous().data<float>().ToArray());
+        var values = new float[rows * columns];
+        for (int r = 0; r < rows; r++)
+        {
+            grid.DequantizeRow(r, values.AsSpan(r * columns, columns));
+        }
+
+        return torch.tensor(values, [rows, columns]);
+    }
+
+    /// <summary>Rewrites a safetensors file with the chosen tensors replaced by <paramref name="round"/> of them.</summary>
+    private static void RoundMatrices(string file, Func<torch.Tensor, bool> which, Func<torch.Tensor, torch.Tensor> round)
     {
         List<KeyValuePair<string, torch.Tensor>> tensors;
         using (var weights = SafeTensorsCheckpoint.OpenFile(file))
@@ -178,8 +253,7 @@ public class WeightFormatTests
             tensors = [.. weights.Names.Select(name =>
             {
                 using var original = weights.Load(name);
-                using var bf16 = original.to(torch.ScalarType.BFloat16);
-                return new KeyValuePair<string, torch.Tensor>(name, which(original) ? bf16.to(torch.ScalarType.Float32) : original.clone());
+                return new KeyValuePair<string, torch.Tensor>(name, which(original) ? round(original) : original.clone());
             })];
         }
 
@@ -187,8 +261,10 @@ public class WeightFormatTests
         tensors.ForEach(t => t.Value.Dispose());
     }
 
-    [Fact]
-    public void AWeightQ8_0CannotHoldIsRefusedNamingIt()
+    [Theory]
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void AWeightABlockFormatCannotHoldIsRefusedNamingIt(string format)
     {
         using var dir = new TempDirectory();
         string path = RandomTiny(dir);
@@ -204,18 +280,19 @@ public class WeightFormatTests
         SafeTensorsWriter.Write(file, tensors);
         tensors.ForEach(t => t.Value.Dispose());
 
-        var e = Assert.Throws<CheckpointException>(() => ModelLoader.Load(path, ModelOptions.Parse("cpu", "q8_0")));
-        Assert.Contains("model.layers.1.down_proj: cannot convert to q8_0: row 3 holds a value that is not finite", e.Message);
+        var e = Assert.Throws<CheckpointException>(() => ModelLoader.Load(path, ModelOptions.Parse("cpu", format)));
+        Assert.Contains($"model.layers.1.down_proj: cannot convert to {format}: row 3 holds a value that is not finite", e.Message);
     }
 
     [Theory]
-    [InlineData("int4", "--weights must be fp32, bf16 or q8_0 (got 'int4')")]
+    [InlineData("int4", "--weights must be fp32, bf16, q8_0 or q4_0 (got 'int4')")]
     [InlineData("Q8_0", null)]
+    [InlineData("q4_0", null)]
     public void WeightsAreParsedByName(string text, string? error)
     {
         if (error is null)
         {
-            Assert.Equal(WeightFormat.Q8_0, ModelOptions.Parse("cpu", text).Weights);
+            Assert.Equal(text.ToLowerInvariant(), ModelOptions.Parse("cpu", text).Weights.Name());
         }
         else
         {
@@ -224,9 +301,22 @@ public class WeightFormatTests
     }
 
     [Fact]
-    public void AGpuTakesBf16Only()
+    public void TheDeciderTakesTheModelsFormatUnlessTold()
     {
-        var e = Assert.Throws<ArgumentException>(() => ModelOptions.Parse("cuda", "q8_0"));
-        Assert.Equal("--weights q8_0 runs on the CPU; on a GPU the weights are bf16", e.Message);
+        Assert.Equal(WeightFormat.Q4_0, ModelOptions.Parse("cpu", "q4_0").Decider);
+        Assert.Equal(WeightFormat.Q8_0, ModelOptions.Parse("cpu", "q4_0", "q8_0").Decider);
+        var fp32Model = ModelOptions.Parse("cpu", null, "q8_0");
+        Assert.Equal((WeightFormat.Fp32, WeightFormat.Q8_0), (fp32Model.Weights, fp32Model.Decider));
+        var e = Assert.Throws<ArgumentException>(() => ModelOptions.Parse("cpu", "q4_0", "q5_1"));
+        Assert.Equal("--decider-weights must be fp32, bf16, q8_0 or q4_0 (got 'q5_1')", e.Message);
+    }
+
+    [Theory]
+    [InlineData("q8_0", null, "--weights q8_0 runs on the CPU; on a GPU the weights are bf16")]
+    [InlineData(null, "q4_0", "--decider-weights q4_0 runs on the CPU; on a GPU the decider is bf16")]
+    public void AGpuTakesBf16Only(string? weights, string? decider, string error)
+    {
+        var e = Assert.Throws<ArgumentException>(() => ModelOptions.Parse("cuda", weights, decider));
+        Assert.Equal(error, e.Message);
     }
 }
