@@ -85,6 +85,32 @@ internal static unsafe class BlockGemm
         (hi * dxh).Store(table + 8);
     }
 
+    /// <summary>
+    /// The lane sums of four accumulators, one per weight row of a tile: transposed and added
+    /// pairwise, where four separate reductions cost a tile of a 512-column layer a tenth of its
+    /// instructions.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> Sums(Vector512<float> a, Vector512<float> b, Vector512<float> c, Vector512<float> d)
+    {
+        // Per 128-bit chunk: [a0+a2, b0+b2, a1+a3, b1+b3], the same for c and d, then [a, b, c, d].
+        var ab = Avx512F.UnpackLow(a, b) + Avx512F.UnpackHigh(a, b);
+        var cd = Avx512F.UnpackLow(c, d) + Avx512F.UnpackHigh(c, d);
+        var chunks = Avx512F.Shuffle(ab, cd, 0b01_00_01_00) + Avx512F.Shuffle(ab, cd, 0b11_10_11_10);
+        var half = chunks.GetLower() + chunks.GetUpper();
+        return half.GetLower() + half.GetUpper();
+    }
+
+    /// <summary><see cref="Sums(Vector512{float}, Vector512{float}, Vector512{float}, Vector512{float})"/> at 256 bits.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector128<float> Sums(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+    {
+        var ab = Avx.HorizontalAdd(a, b);
+        var cd = Avx.HorizontalAdd(c, d);
+        var both = Avx.HorizontalAdd(ab, cd);
+        return both.GetLower() + both.GetUpper();
+    }
+
     /// <summary>The tiles of one work item, over every activation row of the pass.</summary>
     private sealed class Job<TMatrix, TKernel> : PoolJob
         where TMatrix : BlockMatrix

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -62,8 +63,10 @@ public abstract unsafe class BlockMatrix : IDisposable
     /// <summary>Memory held, padding included.</summary>
     public long Bytes => QuantBytes + ScaleBytes;
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal byte* TileQuants(int tile) => _quants + ((long)tile * Blocks * TileRows * RowBlockBytes);
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ushort* TileScales(int tile) => _scales + ((long)tile * Blocks * TileRows);
 
     /// <summary>
