@@ -45,24 +45,33 @@ internal sealed unsafe class CpuDeciderMlp
         _output = L(DeciderLayout.OutputLinear);
     }
 
-    /// <summary>Continue probabilities <c>[rows]</c>, as <see cref="IterationDecider.ContinueProbability"/> takes and returns them.</summary>
-    public Tensor Run(Tensor hiddenConcat, Tensor topLogits)
+    /// <summary>
+    /// Continue probabilities, as <see cref="IterationDecider.ContinueProbabilities"/> takes and
+    /// returns them: the entries are copied side by side straight into the first layer's input
+    /// (fp32 contiguous ones read in place: torch's cat, casts and result tensor had cost a tenth of
+    /// the decider's time at batch 1).
+    /// </summary>
+    public double[] Run(IReadOnlyList<Tensor> hiddenEntries, Tensor topLogits)
     {
         var c = _layout.Config;
-        int m = (int)hiddenConcat.shape[0], features = (int)hiddenConcat.shape[1], h = c.HiddenStatesSize, k = c.TopK;
-        using var hidden = hiddenConcat.to(ScalarType.Float32).contiguous();
-        using var top = topLogits.narrow(1, 0, k).to(ScalarType.Float32).contiguous();
+        int m = (int)topLogits.shape[0], h = c.HiddenStatesSize, k = c.TopK;
+        int features = (int)hiddenEntries.Sum(e => e.shape[1]);
         var scratch = Scratch.ForThread;
         scratch.Reserve((long)m * _widest);
         float* x = scratch[0], t = scratch[1], u = scratch[2], r = scratch[3], v = scratch[4];
 
-        // [hidden | logits_projection(v)] in x, rows of features + h.
-        int combined = features + h;
-        float* hs = TensorMemory.Pointer<float>(hidden), tops = TensorMemory.Pointer<float>(top);
-        for (int i = 0; i < m; i++)
+        // [hidden entries | logits_projection(v)] in x, rows of features + h.
+        int combined = features + h, offset = 0;
+        foreach (var entry in hiddenEntries)
         {
-            new ReadOnlySpan<float>(hs + ((long)i * features), features).CopyTo(new Span<float>(x + ((long)i * combined), features));
-            new ReadOnlySpan<float>(tops + ((long)i * k), k).CopyTo(new Span<float>(v + ((long)i * k), k));
+            int width = (int)entry.shape[1];
+            CopyRows(entry, m, width, x + offset, combined);
+            offset += width;
+        }
+
+        using (var top = topLogits.narrow(1, 0, k))
+        {
+            CopyRows(top, m, k, v, k);
         }
 
         if (_hiddenNorm is { } hiddenNorm)
@@ -106,14 +115,26 @@ internal sealed unsafe class CpuDeciderMlp
         int last = _layout.BlockDims[^1];
         LayerNorm(x, m, last, last, _outputNorm, t);
         _output.Run(t, m, u);
-        var probabilities = empty(m, dtype: ScalarType.Float32);
-        var p = new Span<float>(TensorMemory.Pointer<float>(probabilities), m);
+        var probabilities = new double[m];
         for (int i = 0; i < m; i++)
         {
-            p[i] = (float)(1 / (1 + Math.Exp(-u[i])));
+            // Rounded to fp32 as torch's sigmoid of an fp32 logit is.
+            probabilities[i] = (float)(1 / (1 + Math.Exp(-u[i])));
         }
 
         return probabilities;
+    }
+
+    /// <summary><paramref name="rows"/> rows of <paramref name="width"/> from a 2-D tensor into rows <paramref name="stride"/> apart.</summary>
+    private static void CopyRows(Tensor source, int rows, int width, float* target, int stride)
+    {
+        bool direct = source.dtype == ScalarType.Float32 && source.device_type == DeviceType.CPU && source.is_contiguous();
+        using var values = direct ? null : source.to(ScalarType.Float32, CPU).contiguous();
+        float* p = TensorMemory.Pointer<float>(values ?? source);
+        for (int i = 0; i < rows; i++)
+        {
+            new ReadOnlySpan<float>(p + ((long)i * width), width).CopyTo(new Span<float>(target + ((long)i * stride), width));
+        }
     }
 
     /// <summary>torch.nn.LayerNorm over <paramref name="width"/> entries of rows <paramref name="stride"/> apart, into rows of <paramref name="width"/> (in place when output is input and the strides agree).</summary>

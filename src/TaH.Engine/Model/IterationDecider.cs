@@ -97,20 +97,20 @@ public sealed class IterationDecider : IDisposable
     public long Bytes => _linears.Values.Sum(l => l.Bytes) + _weights.Values.Sum(t => t.numel() * t.ElementSize);
 
     /// <summary>
-    /// Continue probabilities <c>[rows]</c> from the concatenated hidden entries
-    /// <c>[rows, entries * hidden]</c> and the top-k of the cumulative logits, sorted descending
-    /// <c>[rows, >= topk]</c>.
+    /// One continue probability per row, from the selected hidden entries (each <c>[rows, hidden]</c>,
+    /// in the order of <see cref="DeciderConfig.HiddenStatesLayerNums"/>; their concatenation is the
+    /// decider's input) and the top-k of the cumulative logits, sorted descending <c>[rows, >= topk]</c>.
     /// </summary>
-    public Tensor ContinueProbability(Tensor hiddenConcat, Tensor topLogits)
+    public double[] ContinueProbabilities(IReadOnlyList<Tensor> hiddenEntries, Tensor topLogits)
     {
         if (_cpu is not null)
         {
-            return _cpu.Run(hiddenConcat, topLogits);
+            return _cpu.Run(hiddenEntries, topLogits);
         }
 
         using var scope = NewDisposeScope();
         var v = topLogits.narrow(1, 0, Config.TopK);
-        var hidden = hiddenConcat;
+        var hidden = cat([.. hiddenEntries], 1);
         if (Config.NormalizeInput)
         {
             hidden = LayerNorm(hidden, DeciderLayout.LayerNormHiddenStates);
@@ -127,7 +127,7 @@ public sealed class IterationDecider : IDisposable
         }
 
         var logit = Linear(LayerNorm(x, DeciderLayout.OutputNorm), DeciderLayout.OutputLinear);
-        return logit.squeeze(-1).sigmoid().MoveToOuterDisposeScope();
+        return logit.squeeze(-1).sigmoid().to(ScalarType.Float64).cpu().data<double>().ToArray();
     }
 
     private Tensor Linear(Tensor x, string name) => _linears[$"{name}.weight"].Forward(x, _weights[$"{name}.bias"]);

@@ -164,9 +164,9 @@ public sealed class TaHModel : IDisposable
             // Rows ascend, so as many as the step has are all of them, in order.
             bool everyRow = judgedRows.Length == captured![0].shape[0];
             var rowIndex = everyRow ? null : Index(judgedRows, device);
-            var features = cat(everyRow ? captured! : [.. captured!.Select(h => h.index_select(0, rowIndex!))], 1);
+            Tensor[] entries = everyRow ? captured! : [.. captured!.Select(h => h.index_select(0, rowIndex!))];
             var top = judged.Length == open.Length ? topValues! : topValues!.index_select(0, Index(judged, device));
-            var p = Decider!.ContinueProbability(features, top).to(ScalarType.Float64).cpu().data<double>().ToArray();
+            var p = Decider!.ContinueProbabilities(entries, top);
             for (int j = 0; j < judged.Length; j++)
             {
                 var row = rows[chunk[open[judged[j]]]];

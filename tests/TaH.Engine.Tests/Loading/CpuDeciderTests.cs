@@ -45,8 +45,8 @@ public class CpuDeciderTests
         using var kernelPath = IterationDecider.Create(config, state, "test", new ModelOptions { Weights = WeightFormat.Bf16 });
         var hidden = randn(rows, 96).mul_(2);
         var top = randn(rows, 12).mul_(3).sort(1, descending: true).Values;
-        var expected = torchPath.ContinueProbability(hidden, top).data<float>().ToArray();
-        var actual = kernelPath.ContinueProbability(hidden, top).data<float>().ToArray();
+        var expected = torchPath.ContinueProbabilities([hidden], top);
+        var actual = kernelPath.ContinueProbabilities([hidden], top);
         Assert.Equal(rows, actual.Length);
         // Measured differences are ~1e-7; 1e-5 is the relative fp32 error of these few short sums.
         for (int i = 0; i < rows; i++)
@@ -96,8 +96,8 @@ public class CpuDeciderTests
         int rows = 64;
         var hidden = randn(rows, 96).mul_(2);
         var top = randn(rows, 12).mul_(3).sort(1, descending: true).Values;
-        var expected = torchPath.ContinueProbability(hidden, top).data<float>().ToArray();
-        var actual = kernelPath.ContinueProbability(hidden, top).data<float>().ToArray();
+        var expected = torchPath.ContinueProbabilities([hidden], top);
+        var actual = kernelPath.ContinueProbabilities([hidden], top);
         int linears = layout.Parameters.Count(p => p.Shape.Length == 2);
         double eps = linears * Math.Pow(2, -8) / 4;
         for (int i = 0; i < rows; i++)
