@@ -4,14 +4,22 @@ using System.Runtime.Intrinsics.X86;
 
 namespace TaH.Kernels.Cpu;
 
-/// <summary>One block format's kernels: every activation row of a pass against one tile of 4 weight rows.</summary>
-internal interface ITileKernel<TMatrix>
+/// <summary>
+/// One block format's kernels, per path: each takes one tile of 4 weight rows against activation
+/// rows from <c>m</c> on (<c>(w, tile, a, m, output)</c>), one row or <see cref="WideRows"/> of them.
+/// </summary>
+internal unsafe interface ITileKernel<TMatrix>
     where TMatrix : BlockMatrix
 {
     /// <summary>Whether the kernels read the activations as int8 with block sums (<see cref="QuantizedActivations.Bytes"/>).</summary>
     static abstract bool ActivationBytes { get; }
 
-    static abstract void Tile(TMatrix w, int tile, QuantizedActivations a, TileOutput output, CpuIsa isa);
+    /// <summary>Activation rows the path's <see cref="Wide"/> kernel takes at once (1: it has none).</summary>
+    static abstract int WideRows(CpuIsa isa);
+
+    static abstract delegate*<TMatrix, int, QuantizedActivations, int, TileOutput, void> Wide(CpuIsa isa);
+
+    static abstract delegate*<TMatrix, int, QuantizedActivations, int, TileOutput, void> Row(CpuIsa isa);
 }
 
 /// <summary>
@@ -147,10 +155,23 @@ internal static unsafe class BlockGemm
         public override void Execute(int item)
         {
             var w = _weights!;
-            int end = Math.Min(w.Tiles, (item + 1) * _tilesPerItem);
+            var a = _activations!;
+            int end = Math.Min(w.Tiles, (item + 1) * _tilesPerItem), wideRows = TKernel.WideRows(_isa);
+            var wideKernel = TKernel.Wide(_isa);
+            var rowKernel = TKernel.Row(_isa);
             for (int tile = item * _tilesPerItem; tile < end; tile++)
             {
-                TKernel.Tile(w, tile, _activations!, new TileOutput(_y, w.Rows, tile, _bias), _isa);
+                var output = new TileOutput(_y, w.Rows, tile, _bias);
+                int m = 0;
+                for (; wideRows > 1 && m + wideRows <= a.Rows; m += wideRows)
+                {
+                    wideKernel(w, tile, a, m, output);
+                }
+
+                for (; m < a.Rows; m++)
+                {
+                    rowKernel(w, tile, a, m, output);
+                }
             }
         }
     }

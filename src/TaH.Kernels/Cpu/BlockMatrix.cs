@@ -168,6 +168,16 @@ public abstract unsafe class BlockMatrix : IDisposable
     /// </summary>
     public abstract void Multiply(float* x, int rows, float* y, float* bias = null, CpuIsa? isa = null, CpuWorkerPool? pool = null);
 
+    /// <summary>The largest magnitude of a block of 32 values (the same on every CPU).</summary>
+    internal static float AbsMax(float* block)
+    {
+        var max = Vector256.Max(
+            Vector256.Max(Vector256.Abs(Vector256.Load(block)), Vector256.Abs(Vector256.Load(block + 8))),
+            Vector256.Max(Vector256.Abs(Vector256.Load(block + 16)), Vector256.Abs(Vector256.Load(block + 24))));
+        var m4 = Vector128.Max(max.GetLower(), max.GetUpper());
+        return Math.Max(Math.Max(m4[0], m4[1]), Math.Max(m4[2], m4[3]));
+    }
+
     /// <summary>Writes one row's block of 32 finite values as <see cref="RowBlockBytes"/> quant bytes; returns its scale.</summary>
     protected abstract Half QuantizeBlock(float* values, byte* quants);
 

@@ -28,39 +28,12 @@ public static unsafe class Q4_0Gemm
     {
         public static bool ActivationBytes => true;
 
-        public static void Tile(Q4_0Matrix w, int tile, QuantizedActivations a, TileOutput output, CpuIsa isa)
-        {
-            int m = 0;
-            switch (isa)
-            {
-                case CpuIsa.Avx512:
-                    for (; m + 4 <= a.Rows; m += 4)
-                    {
-                        Avx512Rows4(w, tile, a, m, output);
-                    }
+        public static int WideRows(CpuIsa isa) => isa == CpuIsa.Avx512 ? 4 : 1;
 
-                    for (; m < a.Rows; m++)
-                    {
-                        Avx512Row(w, tile, a, m, output);
-                    }
+        public static delegate*<Q4_0Matrix, int, QuantizedActivations, int, TileOutput, void> Wide(CpuIsa isa) => &Avx512Rows4;
 
-                    break;
-                case CpuIsa.Avx2:
-                    for (; m < a.Rows; m++)
-                    {
-                        Avx2Row(w, tile, a, m, output);
-                    }
-
-                    break;
-                default:
-                    for (; m < a.Rows; m++)
-                    {
-                        ScalarRow(w, tile, a, m, output);
-                    }
-
-                    break;
-            }
-        }
+        public static delegate*<Q4_0Matrix, int, QuantizedActivations, int, TileOutput, void> Row(CpuIsa isa) =>
+            isa switch { CpuIsa.Avx512 => &Avx512Row, CpuIsa.Avx2 => &Avx2Row, _ => &ScalarRow };
     }
 
     /// <summary>4 weight rows x 1 activation row: lanes 4t..4t+3 of the accumulators belong to weight row t.</summary>

@@ -25,44 +25,13 @@ public static unsafe class Q8_0Gemm
     {
         public static bool ActivationBytes => false;
 
-        public static void Tile(Q8_0Matrix w, int tile, QuantizedActivations a, TileOutput output, CpuIsa isa)
-        {
-            int m = 0;
-            switch (isa)
-            {
-                case CpuIsa.Avx512:
-                    for (; m + 4 <= a.Rows; m += 4)
-                    {
-                        Avx512Rows4(w, tile, a, m, output);
-                    }
+        public static int WideRows(CpuIsa isa) => isa switch { CpuIsa.Avx512 => 4, CpuIsa.Avx2 => 2, _ => 1 };
 
-                    for (; m < a.Rows; m++)
-                    {
-                        Avx512Row(w, tile, a, m, output);
-                    }
+        public static delegate*<Q8_0Matrix, int, QuantizedActivations, int, TileOutput, void> Wide(CpuIsa isa) =>
+            isa == CpuIsa.Avx512 ? &Avx512Rows4 : &Avx2Rows2;
 
-                    break;
-                case CpuIsa.Avx2:
-                    for (; m + 2 <= a.Rows; m += 2)
-                    {
-                        Avx2Rows2(w, tile, a, m, output);
-                    }
-
-                    for (; m < a.Rows; m++)
-                    {
-                        Avx2Row(w, tile, a, m, output);
-                    }
-
-                    break;
-                default:
-                    for (; m < a.Rows; m++)
-                    {
-                        ScalarRow(w, tile, a, m, output);
-                    }
-
-                    break;
-            }
-        }
+        public static delegate*<Q8_0Matrix, int, QuantizedActivations, int, TileOutput, void> Row(CpuIsa isa) =>
+            isa switch { CpuIsa.Avx512 => &Avx512Row, CpuIsa.Avx2 => &Avx2Row, _ => &ScalarRow };
     }
 
     /// <summary>4 weight rows x 4 activation rows: 16 accumulators of 16 lanes.</summary>

@@ -15,22 +15,11 @@ public sealed unsafe class Q8_0Matrix(int rows, int columns) : BlockMatrix(rows,
     /// </summary>
     protected override Half QuantizeBlock(float* values, byte* quants)
     {
-        var v0 = Vector256.Load(values);
-        var v1 = Vector256.Load(values + 8);
-        var v2 = Vector256.Load(values + 16);
-        var v3 = Vector256.Load(values + 24);
-        var max = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-        float amax = 0;
-        for (int i = 0; i < 8; i++)
-        {
-            amax = Math.Max(amax, max[i]);
-        }
-
-        var scale = (Half)(amax / 127f);
+        var scale = (Half)(AbsMax(values) / 127f);
         float d = (float)scale, inverse = d == 0 ? 0 : 1f / d;
         var s = Vector256.Create(inverse);
-        var low = Vector256.Narrow(Round(v0 * s), Round(v1 * s));
-        var high = Vector256.Narrow(Round(v2 * s), Round(v3 * s));
+        var low = Vector256.Narrow(Round(Vector256.Load(values) * s), Round(Vector256.Load(values + 8) * s));
+        var high = Vector256.Narrow(Round(Vector256.Load(values + 16) * s), Round(Vector256.Load(values + 24) * s));
         Vector256.Narrow(low, high).Store((sbyte*)quants);
         return scale;
     }

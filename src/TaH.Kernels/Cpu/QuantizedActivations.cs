@@ -132,17 +132,10 @@ internal sealed unsafe class QuantizedActivations : IDisposable
     /// <summary>One block of 32: writes q, returns d. The same arithmetic on every CPU.</summary>
     private static float QuantizeBlock(float* values, short* quants)
     {
-        var v0 = Vector256.Load(values);
-        var v1 = Vector256.Load(values + 8);
-        var v2 = Vector256.Load(values + 16);
-        var v3 = Vector256.Load(values + 24);
-        var max = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
-        var m4 = Vector128.Max(max.GetLower(), max.GetUpper());
-        float amax = Math.Max(Math.Max(m4[0], m4[1]), Math.Max(m4[2], m4[3]));
-        float d = amax / 127f, inverse = d == 0 ? 0 : 1f / d;
+        float d = BlockMatrix.AbsMax(values) / 127f, inverse = d == 0 ? 0 : 1f / d;
         var scale = Vector256.Create(inverse);
-        Vector256.Narrow(Round(v0 * scale), Round(v1 * scale)).Store(quants);
-        Vector256.Narrow(Round(v2 * scale), Round(v3 * scale)).Store(quants + 16);
+        Vector256.Narrow(Round(Vector256.Load(values) * scale), Round(Vector256.Load(values + 8) * scale)).Store(quants);
+        Vector256.Narrow(Round(Vector256.Load(values + 16) * scale), Round(Vector256.Load(values + 24) * scale)).Store(quants + 16);
         return d;
     }
 

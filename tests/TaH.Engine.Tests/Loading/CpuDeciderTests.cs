@@ -20,17 +20,7 @@ public class CpuDeciderTests
     public void KernelFormatForwardMatchesTorchsOps(bool normalizeInput, int rows)
     {
         using var scope = NewDisposeScope();
-        var config = new DeciderConfig
-        {
-            TopK = 10,
-            HiddenStatesSize = 48,
-            HiddenStatesLayerNums = [1, 3],
-            HiddenDims = [32, 32, 24],
-            ExpansionFactor = 4,
-            NormalizeInput = normalizeInput,
-            Threshold = 0.5,
-            MaxIter = 2,
-        };
+        var config = Config([32, 32, 24], normalizeInput);
         manual_seed(rows + (normalizeInput ? 10 : 0));
         var state = new Dictionary<string, Tensor>();
         foreach (var parameter in new DeciderLayout(config).Parameters)
@@ -70,17 +60,7 @@ public class CpuDeciderTests
     public void BlockFormatForwardMovesOnlyByTheActivationRounding(WeightFormat format)
     {
         using var scope = NewDisposeScope();
-        var config = new DeciderConfig
-        {
-            TopK = 10,
-            HiddenStatesSize = 48,
-            HiddenStatesLayerNums = [1, 3],
-            HiddenDims = [64, 64, 48],
-            ExpansionFactor = 4,
-            NormalizeInput = false,
-            Threshold = 0.5,
-            MaxIter = 2,
-        };
+        var config = Config([64, 64, 48], normalizeInput: false);
         manual_seed(7 + (int)format);
         var layout = new DeciderLayout(config);
         var state = new Dictionary<string, Tensor>();
@@ -107,6 +87,19 @@ public class CpuDeciderTests
 
         Assert.Contains(expected, p => p > 0.1 && p < 0.9);
     }
+
+    /// <summary>A small decider: two hidden entries of 48, a top-10, blocks of the given widths.</summary>
+    private static DeciderConfig Config(int[] hiddenDims, bool normalizeInput) => new()
+    {
+        TopK = 10,
+        HiddenStatesSize = 48,
+        HiddenStatesLayerNums = [1, 3],
+        HiddenDims = hiddenDims,
+        ExpansionFactor = 4,
+        NormalizeInput = normalizeInput,
+        Threshold = 0.5,
+        MaxIter = 2,
+    };
 
     /// <summary>The nearest values <paramref name="format"/> holds exactly: quantised and dequantised once.</summary>
     private static Tensor OnGrid(Tensor matrix, WeightFormat format)

@@ -52,44 +52,27 @@ public unsafe class BlockFormatTests
         var w = RandomWeights(random, rows, columns);
         using var m = new Q8_0Matrix(rows, columns);
         m.Quantize(0, w);
-        var row = new float[columns];
-        for (int r = 0; r < rows; r++)
+        foreach (var (r, b, start, end, largest, argmax, row) in Blocks(m, w))
         {
-            m.DequantizeRow(r, row);
-            for (int b = 0; b * 32 < columns; b++)
+            float amax = Math.Abs(largest);
+            // The scale is max|w| / 127 rounded to fp16.
+            float d = m.Scale(r, b);
+            Assert.Equal((float)(Half)(amax / 127f), d);
+            if (amax == 0)
             {
-                int start = b * 32, end = Math.Min(columns, start + 32);
-                var block = w.AsSpan((r * columns) + start, end - start);
-                float amax = 0;
-                int argmax = start;
-                for (int i = 0; i < block.Length; i++)
-                {
-                    if (Math.Abs(block[i]) > amax)
-                    {
-                        amax = Math.Abs(block[i]);
-                        argmax = start + i;
-                    }
-                }
+                Assert.All(Enumerable.Range(start, end - start), i => Assert.Equal(0, m.Quant(r, i)));
+                continue;
+            }
 
-                // The scale is max|w| / 127 rounded to fp16.
-                float d = m.Scale(r, b);
-                Assert.Equal((float)(Half)(amax / 127f), d);
-                if (amax == 0)
-                {
-                    Assert.All(Enumerable.Range(start, end - start), i => Assert.Equal(0, m.Quant(r, i)));
-                    continue;
-                }
-
-                Assert.Equal(Math.Sign(w[(r * columns) + argmax]) * 127, m.Quant(r, argmax));
-                // q = round(w * fl(1/d)): fl(1/d) and the product each carry a relative error of at
-                // most 2^-24, which moves w/d (at most 127.06 here) by under 1e-5 before rounding.
-                double limit = d * (0.5 + 1e-5);
-                for (int i = start; i < end; i++)
-                {
-                    double error = Math.Abs(w[(r * columns) + i] - ((double)d * m.Quant(r, i)));
-                    Assert.True(error <= limit, $"row {r} column {i}: |w - d q| = {error:G6} > d/2 = {d / 2:G6}");
-                    Assert.Equal(d * m.Quant(r, i), row[i]);
-                }
+            Assert.Equal(Math.Sign(largest) * 127, m.Quant(r, argmax));
+            // q = round(w * fl(1/d)): fl(1/d) and the product each carry a relative error of at
+            // most 2^-24, which moves w/d (at most 127.06 here) by under 1e-5 before rounding.
+            double limit = d * (0.5 + 1e-5);
+            for (int i = start; i < end; i++)
+            {
+                double error = Math.Abs(w[(r * columns) + i] - ((double)d * m.Quant(r, i)));
+                Assert.True(error <= limit, $"row {r} column {i}: |w - d q| = {error:G6} > d/2 = {d / 2:G6}");
+                Assert.Equal(d * m.Quant(r, i), row[i]);
             }
         }
     }
@@ -104,45 +87,56 @@ public unsafe class BlockFormatTests
         var w = RandomWeights(random, rows, columns);
         using var m = new Q4_0Matrix(rows, columns);
         m.Quantize(0, w);
-        var row = new float[columns];
-        for (int r = 0; r < rows; r++)
+        foreach (var (r, b, start, end, max, argmax, row) in Blocks(m, w))
         {
+            // The scale is m / -8 rounded to fp16, m the entry of largest magnitude.
+            float d = m.Scale(r, b);
+            Assert.Equal((float)(Half)(max / -8f), d);
+            if (max == 0)
+            {
+                Assert.All(Enumerable.Range(start, end - start), i => Assert.Equal(0, m.Quant(r, i)));
+                continue;
+            }
+
+            Assert.Equal(-8, m.Quant(r, argmax));
+            // q = round(w * fl(1/d)) within -8..7: off by at most |d|/2 (and the relative 2^-23
+            // of fl(1/d) and the product, on w/d <= 8.01), except that a value near +8|d| of
+            // the other sign from m is clamped to 7 |d|: off by at most |d| then.
+            for (int i = start; i < end; i++)
+            {
+                double x = w[(r * columns) + i], error = Math.Abs(x - ((double)d * m.Quant(r, i)));
+                double limit = Math.Abs(d) * (x / d > 7.5 ? 1 + 1e-5 : 0.5 + 1e-5);
+                Assert.True(error <= limit, $"row {r} column {i}: |w - d q| = {error:G6} > {limit:G6} (d = {d:G6})");
+                Assert.InRange(m.Quant(r, i), -8, 7);
+                Assert.Equal(d * m.Quant(r, i), row[i]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every block of <paramref name="m"/>, quantised from <paramref name="w"/>: its row and index,
+    /// its columns, its entry of largest magnitude (signed; the first of equals) and where, and the
+    /// row as the matrix dequantises it.
+    /// </summary>
+    private static IEnumerable<(int Row, int Block, int Start, int End, float Largest, int At, float[] Dequantised)> Blocks(BlockMatrix m, float[] w)
+    {
+        int columns = m.Columns;
+        for (int r = 0; r < m.Rows; r++)
+        {
+            var row = new float[columns];
             m.DequantizeRow(r, row);
             for (int b = 0; b * 32 < columns; b++)
             {
-                int start = b * 32, end = Math.Min(columns, start + 32);
-                float max = 0;
-                int argmax = start;
+                int start = b * 32, end = Math.Min(columns, start + 32), at = start;
                 for (int i = start; i < end; i++)
                 {
-                    if (Math.Abs(w[(r * columns) + i]) > Math.Abs(max))
+                    if (Math.Abs(w[(r * columns) + i]) > Math.Abs(w[(r * columns) + at]))
                     {
-                        max = w[(r * columns) + i];
-                        argmax = i;
+                        at = i;
                     }
                 }
 
-                // The scale is m / -8 rounded to fp16, m the entry of largest magnitude.
-                float d = m.Scale(r, b);
-                Assert.Equal((float)(Half)(max / -8f), d);
-                if (max == 0)
-                {
-                    Assert.All(Enumerable.Range(start, end - start), i => Assert.Equal(0, m.Quant(r, i)));
-                    continue;
-                }
-
-                Assert.Equal(-8, m.Quant(r, argmax));
-                // q = round(w * fl(1/d)) within -8..7: off by at most |d|/2 (and the relative 2^-23
-                // of fl(1/d) and the product, on w/d <= 8.01), except that a value near +8|d| of
-                // the other sign from m is clamped to 7 |d|: off by at most |d| then.
-                for (int i = start; i < end; i++)
-                {
-                    double x = w[(r * columns) + i], error = Math.Abs(x - ((double)d * m.Quant(r, i)));
-                    double limit = Math.Abs(d) * (x / d > 7.5 ? 1 + 1e-5 : 0.5 + 1e-5);
-                    Assert.True(error <= limit, $"row {r} column {i}: |w - d q| = {error:G6} > {limit:G6} (d = {d:G6})");
-                    Assert.InRange(m.Quant(r, i), -8, 7);
-                    Assert.Equal(d * m.Quant(r, i), row[i]);
-                }
+                yield return (r, b, start, end, w[(r * columns) + at], at, row);
             }
         }
     }
