@@ -60,15 +60,30 @@ public sealed class CpuPagedAttention : IPagedAttention
         // weight kernels use: one set of threads, which idle blocked between runs.
         var job = DirectJob.ForThread;
         job.Set(p, q, kv, output, scale, CpuWorkerPool.Shared.Threads);
-        CpuWorkerPool.Shared.Run(job, p.Direct.Length * job.Splits);
+        CpuWorkerPool.Shared.Run(job, p.Direct.Length * job.Splits * job.Chunks);
+        job.Merge();
         job.Clear();
     }
 
-    /// <summary>One (row, KV head) of the direct rows: scores, softmax and the weighted values.</summary>
+    /// <summary>
+    /// One (row, range of KV heads, range of entries) of the direct rows: scores, softmax and the
+    /// weighted values. Few rows are shared out over their entries (each item then keeps its
+    /// softmax's max and sum, and <see cref="Merge"/> rescales and adds the parts), so an item reads
+    /// whole entries, all KV heads of a position side by side: split over heads, items had read
+    /// 1-2 KB of each 4 KB entry, and the prefetchers started over at every entry.
+    /// </summary>
     private sealed unsafe class DirectJob : PoolJob
     {
         /// <summary>Head dimensions per register pass of the paired path (4 x 8 floats per head).</summary>
         private const int PairChunk = 32;
+
+        /// <summary>Entries below which a row is not split further: the merge and a pool item cost more than they save.</summary>
+        private const int MinChunkEntries = 64;
+
+        private readonly NativeScratch _parts = new();
+        private float* _partOutputs;
+        private float* _partMax;
+        private float* _partSum;
 
         [ThreadStatic]
         private static DirectJob? _forThread;
@@ -86,8 +101,11 @@ public sealed class CpuPagedAttention : IPagedAttention
 
         public int KvHeads { get; private set; }
 
-        /// <summary>Items per row: its KV heads in this many ranges (more than one only when rows are too few to share).</summary>
+        /// <summary>Items per row and entry range: its KV heads in this many ranges (more than one only when rows are too few to share and too short to split by entries).</summary>
         public int Splits { get; private set; }
+
+        /// <summary>Entry ranges per row, each an item with a softmax of its own (1: the row's softmax is whole).</summary>
+        public int Chunks { get; private set; }
 
         public void Set(Plan plan, Tensor q, LayerKv kv, Tensor output, float scale, int threads)
         {
@@ -95,10 +113,25 @@ public sealed class CpuPagedAttention : IPagedAttention
             _heads = (int)q.shape[1];
             _headDim = (int)q.shape[2];
             KvHeads = (int)kv.Keys.shape[1];
+            int rows = plan.Direct.Length, longest = 0;
+            for (int i = 0; i < rows; i++)
+            {
+                longest = Math.Max(longest, plan.EntryOffsets[i + 1] - plan.EntryOffsets[i]);
+            }
+
+            Chunks = Math.Clamp(Math.Min(longest / MinChunkEntries, ((2 * threads) + rows - 1) / rows), 1, CpuWorkerPool.MaxItems / rows);
             Splits = 1;
-            while (plan.Direct.Length * Splits < 2 * threads && Splits < KvHeads && KvHeads % (Splits * 2) == 0)
+            while (Chunks == 1 && rows * Splits < 2 * threads && Splits < KvHeads && KvHeads % (Splits * 2) == 0)
             {
                 Splits *= 2;
+            }
+
+            if (Chunks > 1)
+            {
+                long parts = (long)rows * Chunks * _heads;
+                _partOutputs = _parts.Reserve(parts * (_headDim + 2));
+                _partMax = _partOutputs + (parts * _headDim);
+                _partSum = _partMax + parts;
             }
 
             _q = (float*)Cuda.CudaNative.THSTensor_data(q.Handle);
@@ -111,6 +144,53 @@ public sealed class CpuPagedAttention : IPagedAttention
         public void Clear() => _plan = null;
 
         /// <summary>
+        /// With entry ranges, each query head's output from its parts: softmax(s) v over the union is
+        /// sum_c e^(m_c - m) o_c / sum_c e^(m_c - m) l_c, for each part's max m_c, sum l_c and
+        /// unnormalised weighted values o_c, and m the largest m_c.
+        /// </summary>
+        public void Merge()
+        {
+            if (Chunks == 1)
+            {
+                return;
+            }
+
+            var p = _plan!;
+            for (int i = 0; i < p.Direct.Length; i++)
+            {
+                for (int h = 0; h < _heads; h++)
+                {
+                    float max = float.NegativeInfinity;
+                    for (int c = 0; c < Chunks; c++)
+                    {
+                        max = Math.Max(max, _partMax[Part(i, c, h)]);
+                    }
+
+                    var result = new Span<float>(_output + ((((long)p.Direct[i] * _heads) + h) * _headDim), _headDim);
+                    result.Clear();
+                    float total = 0;
+                    for (int c = 0; c < Chunks; c++)
+                    {
+                        long part = Part(i, c, h);
+                        if (_partSum[part] == 0)
+                        {
+                            continue; // an empty range
+                        }
+
+                        float factor = MathF.Exp(_partMax[part] - max);
+                        total += factor * _partSum[part];
+                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(_partOutputs + (part * _headDim), _headDim), factor, result, result);
+                    }
+
+                    TensorPrimitives.Divide(result, total, result);
+                }
+            }
+        }
+
+        /// <summary>The part of (direct row i, entry range c, query head h).</summary>
+        private long Part(int i, int c, int h) => ((((long)i * Chunks) + c) * _heads) + h;
+
+        /// <summary>
         /// One row, a range of its KV heads. An entry's keys (and values) of all heads are one
         /// contiguous run, so the entries are walked once for all the range's heads: walking them
         /// per head would touch a different page for every entry of every head.
@@ -119,8 +199,19 @@ public sealed class CpuPagedAttention : IPagedAttention
         {
             var p = _plan!;
             int kvHeads = KvHeads, heads = _heads, headDim = _headDim, groups = heads / kvHeads;
-            int i = item / Splits, perItem = kvHeads / Splits, firstHead = (item % Splits) * perItem, row = p.Direct[i];
-            int first = p.EntryOffsets[i], count = p.EntryOffsets[i + 1] - first;
+            int i = item / (Splits * Chunks), chunk = item / Splits % Chunks, perItem = kvHeads / Splits, firstHead = (item % Splits) * perItem, row = p.Direct[i];
+            int rowFirst = p.EntryOffsets[i], rowCount = p.EntryOffsets[i + 1] - rowFirst;
+            int first = rowFirst + (int)((long)rowCount * chunk / Chunks), count = rowFirst + (int)((long)rowCount * (chunk + 1) / Chunks) - first;
+            if (count == 0)
+            {
+                for (int h = firstHead * groups; h < (firstHead + perItem) * groups; h++)
+                {
+                    _partSum[Part(i, chunk, h)] = 0;
+                }
+
+                return;
+            }
+
             long[] slots = p.EntrySlots;
             int span = groups * count;
             float[] rented = ArrayPool<float>.Shared.Rent(perItem * span);
@@ -156,10 +247,24 @@ public sealed class CpuPagedAttention : IPagedAttention
                     for (int g = 0; g < groups; g++)
                     {
                         var weights = scores.Slice(g * count, count);
-                        TensorPrimitives.SoftMax(weights, weights);
+                        if (Chunks == 1)
+                        {
+                            TensorPrimitives.SoftMax(weights, weights);
+                            continue;
+                        }
+
+                        // A part: e^(s - m) with its own max m and sum l, for Merge.
+                        long part = Part(i, chunk, (h * groups) + g);
+                        float max = TensorPrimitives.Max(weights);
+                        TensorPrimitives.Subtract(weights, max, weights);
+                        TensorPrimitives.Exp(weights, weights);
+                        _partMax[part] = max;
+                        _partSum[part] = TensorPrimitives.Sum(weights);
                     }
 
-                    float* output = _output + ((((long)row * heads) + (h * groups)) * headDim);
+                    float* output = Chunks == 1
+                        ? _output + ((((long)row * heads) + (h * groups)) * headDim)
+                        : _partOutputs + (Part(i, chunk, h * groups) * headDim);
                     if (paired)
                     {
                         PairValues(output, headDim, slots, first, count, h, scores);

@@ -11,32 +11,40 @@ namespace TaH.Engine.Tests.Kernels;
 /// </summary>
 public class ReferenceAttentionTests
 {
-    public static TheoryData<string, int, int, int, int, int, int> Cases()
+    public static TheoryData<string, int, int, int, int, int, int, int> Cases()
     {
-        var data = new TheoryData<string, int, int, int, int, int, int>();
+        var data = new TheoryData<string, int, int, int, int, int, int, int>();
         foreach (string backend in new[] { "reference", "cpu" })
         {
-            // backend, sequences, heads, kvHeads, headDim, blockSize, most rows of one sequence
-            data.Add(backend, 1, 4, 2, 8, 4, 4);
-            data.Add(backend, 3, 4, 4, 16, 2, 4);
-            data.Add(backend, 5, 8, 2, 4, 3, 4);
-            data.Add(backend, 4, 4, 2, 16, 4, 20); // some sequences past CpuPagedAttention.MaxDirectRows
+            // backend, sequences, heads, kvHeads, headDim, blockSize, most rows of one sequence, least entries (0: a few)
+            data.Add(backend, 1, 4, 2, 8, 4, 4, 0);
+            data.Add(backend, 3, 4, 4, 16, 2, 4, 0);
+            data.Add(backend, 5, 8, 2, 4, 3, 4, 0);
+            data.Add(backend, 4, 4, 2, 16, 4, 20, 0); // some sequences past CpuPagedAttention.MaxDirectRows
         }
 
         // Qwen3's grouping (2 query heads per KV head) at head sizes of whole 32s: the CPU's paired
         // path, with one row (its KV heads split over the threads) and with several.
-        data.Add("cpu", 1, 16, 8, 128, 16, 1);
-        data.Add("cpu", 3, 4, 2, 64, 4, 4);
+        data.Add("cpu", 1, 16, 8, 128, 16, 1, 0);
+        data.Add("cpu", 3, 4, 2, 64, 4, 4, 0);
+
+        // Long contexts: few rows are split over their entries, each part with its own softmax,
+        // merged after (one row; two; the unpaired path; ranges that come out empty for a short row).
+        data.Add("cpu", 1, 16, 8, 128, 16, 1, 300);
+        data.Add("cpu", 2, 16, 8, 128, 16, 1, 150);
+        data.Add("cpu", 1, 6, 2, 16, 4, 2, 200);
+        data.Add("cpu", 3, 4, 2, 64, 8, 1, 100);
 
         return data;
     }
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void MatchesNaiveDuoCausalAttention(string backend, int sequences, int heads, int kvHeads, int headDim, int blockSize, int maxRows)
+    public void MatchesNaiveDuoCausalAttention(string backend, int sequences, int heads, int kvHeads, int headDim, int blockSize, int maxRows, int minEntries)
     {
-        var random = new Random(1234 + sequences);
-        int blocks = 64;
+        var random = new Random(1234 + sequences + minEntries);
+        // Room for every sequence's depth-1 and depth-2 entries, whole blocks each.
+        int blocks = minEntries == 0 ? 64 : sequences * (((4 * minEntries) / blockSize) + 4);
         using var keys = randn(blocks * blockSize, kvHeads, headDim);
         using var values = randn(blocks * blockSize, kvHeads, headDim);
 
@@ -49,7 +57,7 @@ public class ReferenceAttentionTests
         var rowSlot = new List<long>();
         for (int s = 0; s < sequences; s++)
         {
-            int length = random.Next(1, Math.Max(12, maxRows + 8));
+            int length = minEntries > 0 ? random.Next(minEntries, 2 * minEntries) : random.Next(1, Math.Max(12, maxRows + 8));
             var depth1 = Entries(Enumerable.Range(0, length).ToArray());
             var iterated = Enumerable.Range(0, length).Where(_ => random.NextDouble() < 0.4).ToArray();
             var depth2 = Entries(iterated);
@@ -58,7 +66,8 @@ public class ReferenceAttentionTests
             // Rows: a few of this sequence's entries at either depth (their own slot is their write slot).
             var candidates = Enumerable.Range(0, depth1.Count).Select(i => (Depth: 1, Index: i))
                 .Concat(Enumerable.Range(0, depth2.Count).Select(i => (Depth: 2, Index: i)))
-                .OrderBy(_ => random.Next()).Take(random.Next(1, maxRows + 1)).ToList();
+                .OrderBy(c => minEntries > 0 ? -(c.Depth == 1 ? depth1 : depth2).Positions[c.Index] : random.Next()) // long contexts: decode rows, at the end
+                .Take(random.Next(1, maxRows + 1)).ToList();
             foreach (var (depth, index) in candidates)
             {
                 var table = depth == 1 ? depth1 : depth2;
@@ -96,9 +105,13 @@ public class ReferenceAttentionTests
         // strongly scaled) err by <= 16 * 16 * 2^-24 / 4 = 3.8e-6, the softmax weights by twice that
         // relative, the output (a weighted sum of <= 40 values, |v| < 5) by <= 5 * (7.6e-6 + 40 *
         // 2^-24) = 5e-5. 1e-4 is above that bound; a wrong mask entry moves outputs by 1e-2 and more.
+        // Long contexts take the same bound with their own terms: headDim * 16 * 2^-24 / 4 per
+        // score and n * 2^-24 for a sum of n values (a merge of parts rescales each once more).
+        int visible = 2 * 2 * minEntries;
+        double tolerance = minEntries == 0 ? 1e-4 : 5 * ((2 * headDim * 16 * Math.Pow(2, -24) / 4) + ((visible + 2) * Math.Pow(2, -24)));
         for (int i = 0; i < expected.Length; i++)
         {
-            Assert.True(Math.Abs(expected[i] - actual[i]) < 1e-4, $"element {i}: expected {expected[i]}, got {actual[i]}");
+            Assert.True(Math.Abs(expected[i] - actual[i]) < tolerance, $"element {i}: expected {expected[i]}, got {actual[i]} (tolerance {tolerance:G3})");
         }
 
         KvEntries Entries(int[] positions)
