@@ -30,6 +30,10 @@ public static class WeightFormats
         _ => "fp32",
     };
 
+    /// <summary>A model's formats as the load lines name them: <c>q4_0</c>, or <c>q4_0 (decider q8_0)</c> when the decider's differs.</summary>
+    public static string Name(WeightFormat weights, WeightFormat? decider) =>
+        decider is { } d && d != weights ? $"{weights.Name()} (decider {d.Name()})" : weights.Name();
+
     /// <summary><c>fp32</c>, <c>bf16</c>, <c>q8_0</c> or <c>q4_0</c>; anything else is refused naming the choices and <paramref name="option"/>.</summary>
     public static WeightFormat Parse(string text, string option = "--weights") => text.ToLowerInvariant() switch
     {

@@ -82,7 +82,7 @@ internal static class AccuracyCommand
             using var compared = CommonOptions.Load(dir, options);
             var r = WeightAccuracy.Compare(reference, compared, prompt, chosen);
             var inv = CultureInfo.InvariantCulture;
-            Console.Out.WriteLine(string.Create(inv, $"{format.Name()} (decider {options.Decider.Name()}) vs fp32, {r.Positions} teacher-forced positions, policy {chosen}:"));
+            Console.Out.WriteLine(string.Create(inv, $"{WeightFormats.Name(format, options.Decider)} vs fp32, {r.Positions} teacher-forced positions, policy {chosen}:"));
             Console.Out.WriteLine(string.Create(inv, $"  top-1 agreement        {r.Top1Agreement:P2} ({r.Top1Agreements}/{r.Positions})"));
             Console.Out.WriteLine(string.Create(inv, $"  max |logit difference| {r.MaxLogitDifference:G4} (mean {r.MeanLogitDifference:G3}; largest fp32 |logit| {r.MaxReferenceLogit:G4})"));
             if (r.Threshold is { } t)

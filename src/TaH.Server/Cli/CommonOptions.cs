@@ -51,7 +51,7 @@ internal static class CommonOptions
             return ModelLoader.Load(directory, options);
         }
 
-        string name = options.Decider == options.Weights ? options.Weights.Name() : $"{options.Weights.Name()} (decider {options.Decider.Name()})";
+        string name = WeightFormats.Name(options.Weights, options.Decider);
         ProgressBar? bar = null;
         var clock = Stopwatch.StartNew();
         var model = ModelLoader.Load(directory, options, Console.IsErrorRedirected ? null : p => (bar ??= new ProgressBar($"{name} weights", p.Total)).Update(p.Done));

@@ -53,8 +53,7 @@ public sealed record PolicyEvaluation(string Model, PolicyResult[] Results)
         var results = new List<PolicyResult>();
         using (var model = ModelLoader.Load(modelDir, options))
         {
-            string decider = model.Decider is { } d && d.Weights != model.Base.Weights ? $" (decider {d.Weights.Name()})" : "";
-            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{model.Base.Weights.Name()}{decider} weights: {model.WeightBytes / 1e6:F1} MB"));
+            log.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{WeightFormats.Name(model.Base.Weights, model.Decider?.Weights)} weights: {model.WeightBytes / 1e6:F1} MB"));
             foreach (var policy in new[] { IterationPolicy.Never, IterationPolicy.Always, IterationPolicy.Decider })
             {
                 results.Add(Generate(model, tokenizer, problems, policy));
