@@ -85,4 +85,30 @@ public sealed class BenchTimingsTests
         // a finished before b's first token: the span is (300, 500], one token in 0.2 s.
         Assert.Equal(5.0, timings.Result().DecodeTokensPerSecond, 9);
     }
+
+    [Fact]
+    public void RatiosPairTheRoundsAsWellAsTheMedians()
+    {
+        BenchResult Run(IterationPolicy policy, double tokensPerSecond) =>
+            new(new BenchScenario(policy, 1, 4, 4), tokensPerSecond, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+
+        // ms/token: never 20, 25, 40; decider 22, 30, 41 (tokens/s = 1000 / ms).
+        var never = BenchResult.Median([Run(IterationPolicy.Never, 50), Run(IterationPolicy.Never, 40), Run(IterationPolicy.Never, 25)]);
+        var decider = BenchResult.Median([Run(IterationPolicy.Decider, 1000 / 22.0), Run(IterationPolicy.Decider, 1000 / 30.0), Run(IterationPolicy.Decider, 1000 / 41.0)]);
+
+        string line = Assert.Single(BenchReport.Ratios([never, decider]));
+
+        // Medians 25 and 30 ms: 1.200x; the rounds 1.100, 1.200 and 1.025, whose median is 1.100.
+        Assert.Equal("concurrency 1: per-token cost decider/never = 1.200x (decider depth-2 share 0.0 %); round by round 1.100 1.200 1.025, median 1.100x", line);
+        Assert.Equal([20.0, 25.0, 40.0], never.RoundMsPerToken.Select(v => Math.Round(v, 9)));
+    }
+
+    [Fact]
+    public void ASingleRoundHasNoRoundByRoundRatios()
+    {
+        var never = BenchResult.Median([new BenchResult(new BenchScenario(IterationPolicy.Never, 1, 4, 4), 50, 0, 0, 0, 0, 0, 0, 0, 0, 0)]);
+        var decider = BenchResult.Median([new BenchResult(new BenchScenario(IterationPolicy.Decider, 1, 4, 4), 40, 0, 0, 0, 0, 0, 0, 0, 0, 0)]);
+
+        Assert.Equal("concurrency 1: per-token cost decider/never = 1.250x (decider depth-2 share 0.0 %)", Assert.Single(BenchReport.Ratios([never, decider])));
+    }
 }

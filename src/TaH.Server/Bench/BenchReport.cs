@@ -25,6 +25,22 @@ internal static class BenchReport
         }
     }
 
+    /// <summary>
+    /// The ratio within each round too, where both cells ran several: the rounds interleave the
+    /// cells, so a round's pair shares the machine's state of the moment, and the median of the
+    /// pairs moves less with the machine than the ratio of the two medians.
+    /// </summary>
+    private static string RoundByRound(BenchResult cell, BenchResult baseline)
+    {
+        if (cell.RoundMsPerToken.Count < 2 || cell.RoundMsPerToken.Count != baseline.RoundMsPerToken.Count)
+        {
+            return "";
+        }
+
+        double[] ratios = [.. cell.RoundMsPerToken.Zip(baseline.RoundMsPerToken, (a, b) => a / b)];
+        return Invariant($"; round by round {string.Join(" ", ratios.Select(r => r.ToString("F3", CultureInfo.InvariantCulture)))}, median {BenchResult.Percentile(ratios, 0.5):F3}x");
+    }
+
     /// <summary>The figures the batching work is judged by, where the runs allow them.</summary>
     public static IEnumerable<string> Ratios(IReadOnlyList<BenchResult> results)
     {
@@ -55,12 +71,12 @@ internal static class BenchReport
 
             if (Find(PolicyKind.Decider, c) is { } decider)
             {
-                yield return Invariant($"concurrency {c}: per-token cost decider/never = {decider.MsPerToken / never.MsPerToken:F3}x (decider depth-2 share {decider.Depth2Share:P1})");
+                yield return Invariant($"concurrency {c}: per-token cost decider/never = {decider.MsPerToken / never.MsPerToken:F3}x (decider depth-2 share {decider.Depth2Share:P1}){RoundByRound(decider, never)}");
             }
 
             if (Find(PolicyKind.Always, c) is { } always)
             {
-                yield return Invariant($"concurrency {c}: per-token cost always/never = {always.MsPerToken / never.MsPerToken:F3}x");
+                yield return Invariant($"concurrency {c}: per-token cost always/never = {always.MsPerToken / never.MsPerToken:F3}x{RoundByRound(always, never)}");
                 if (Find(PolicyKind.Decider, c) is { } d)
                 {
                     yield return Invariant($"concurrency {c}: KV bytes decider/always = {(double)(d.KvBytesDepth1 + d.KvBytesDepth2) / (always.KvBytesDepth1 + always.KvBytesDepth2):F3}");

@@ -23,6 +23,9 @@ internal sealed record BenchResult(
     /// <summary>Aggregate cost of one decoded token.</summary>
     public double MsPerToken => 1000 / DecodeTokensPerSecond;
 
+    /// <summary>Of a median: each round's <see cref="MsPerToken"/>, in round order.</summary>
+    public IReadOnlyList<double> RoundMsPerToken { get; init; } = [];
+
     /// <summary>The median of several runs of the same scenario, field by field.</summary>
     public static BenchResult Median(IReadOnlyList<BenchResult> runs)
     {
@@ -40,7 +43,10 @@ internal sealed record BenchResult(
             M(r => r.Depth2Share),
             L(r => r.KvBytesDepth1),
             L(r => r.KvBytesDepth2),
-            runs.All(r => r.KernelShare is not null) ? M(r => r.KernelShare!.Value) : null);
+            runs.All(r => r.KernelShare is not null) ? M(r => r.KernelShare!.Value) : null)
+        {
+            RoundMsPerToken = [.. runs.Select(r => r.MsPerToken)],
+        };
     }
 
     /// <summary>Linear-interpolated percentile (q in [0, 1]).</summary>
