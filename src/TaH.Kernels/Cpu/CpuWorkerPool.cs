@@ -17,7 +17,8 @@ public abstract class PoolJob
 /// each other within microseconds), then block on an event, so they never compete for long with
 /// libtorch's OpenMP threads, which run the ops between kernels while this pool is idle. One run
 /// at a time: concurrent callers queue on a lock (so a job must not run the pool itself). A run
-/// allocates nothing.
+/// allocates nothing. A worker can also be lent for work beside the runs (<see cref="Beside"/>),
+/// which the runs meanwhile do without.
 /// </summary>
 public sealed class CpuWorkerPool : IDisposable
 {
@@ -34,6 +35,7 @@ public sealed class CpuWorkerPool : IDisposable
     private readonly object _gate = new();
     private readonly Worker[] _workers;
     private PoolJob? _job;
+    private SideTask? _side;
     private long _state;
     private int _completed;
     private Exception? _error;
@@ -103,6 +105,32 @@ public sealed class CpuWorkerPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="action"/> on a worker while the caller goes on (inline, before this
+    /// returns, when the pool has no worker or one is already busy beside it). Runs started in the
+    /// meantime go to the other threads: the busy worker takes no items until the action is done.
+    /// Wait on the result before reading what the action wrote.
+    /// </summary>
+    public SideTask Beside(Action action)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var task = new SideTask(action);
+        if (_workers.Length == 0 || Interlocked.CompareExchange(ref _side, task, null) is not null)
+        {
+            task.Run();
+            return task;
+        }
+
+        foreach (var worker in _workers)
+        {
+            worker.Wake();
+        }
+
+        return task;
+    }
+
+    private SideTask? TakeSide() => Volatile.Read(ref _side) is null ? null : Interlocked.Exchange(ref _side, null);
+
     /// <summary>Claims and runs items of the current run until none are left.</summary>
     private void Work()
     {
@@ -141,6 +169,8 @@ public sealed class CpuWorkerPool : IDisposable
         {
             worker.Stop();
         }
+
+        TakeSide()?.Run(); // handed over, but no worker took it
     }
 
     private sealed class Worker
@@ -177,6 +207,12 @@ public sealed class CpuWorkerPool : IDisposable
             long seen = 0;
             while (!_pool._disposed)
             {
+                if (_pool.TakeSide() is { } side)
+                {
+                    side.Run();
+                    continue;
+                }
+
                 long generation = Volatile.Read(ref _pool._state) >> (2 * CountBits);
                 if (generation != seen)
                 {
@@ -192,6 +228,10 @@ public sealed class CpuWorkerPool : IDisposable
             }
         }
 
+        /// <summary>A new run, work beside the runs, or the end.</summary>
+        private bool HasWork(long seen) =>
+            Volatile.Read(ref _pool._state) >> (2 * CountBits) != seen || Volatile.Read(ref _pool._side) is not null || _pool._disposed;
+
         /// <summary>Spins briefly for a new run; true when one came.</summary>
         private bool SpinFor(long seen)
         {
@@ -199,7 +239,7 @@ public sealed class CpuWorkerPool : IDisposable
             do
             {
                 Thread.SpinWait(16);
-                if (Volatile.Read(ref _pool._state) >> (2 * CountBits) != seen || _pool._disposed)
+                if (HasWork(seen))
                 {
                     return true;
                 }
@@ -212,14 +252,57 @@ public sealed class CpuWorkerPool : IDisposable
         {
             _wake.Reset();
             Interlocked.Exchange(ref _sleeping, 1);
-            // A run published between the spin and the flag would not wake us: look once more.
-            if (Volatile.Read(ref _pool._state) >> (2 * CountBits) != seen || _pool._disposed)
+            // Work published between the spin and the flag would not wake us: look once more.
+            if (HasWork(seen))
             {
                 Interlocked.Exchange(ref _sleeping, 0);
                 return;
             }
 
             _wake.Wait();
+        }
+    }
+}
+
+/// <summary>Work a <see cref="CpuWorkerPool"/> runs beside its runs (see <see cref="CpuWorkerPool.Beside"/>).</summary>
+public sealed class SideTask
+{
+    private readonly Action _action;
+    private volatile bool _done;
+    private Exception? _error;
+
+    internal SideTask(Action action) => _action = action;
+
+    public bool IsDone => _done;
+
+    /// <summary>Returns once the action has run; rethrows what it threw.</summary>
+    public void Wait()
+    {
+        var spin = default(SpinWait);
+        while (!_done)
+        {
+            spin.SpinOnce();
+        }
+
+        if (_error is { } error)
+        {
+            throw new AggregateException("work beside the CPU kernels failed", error);
+        }
+    }
+
+    internal void Run()
+    {
+        try
+        {
+            _action();
+        }
+        catch (Exception e)
+        {
+            _error = e;
+        }
+        finally
+        {
+            _done = true;
         }
     }
 }

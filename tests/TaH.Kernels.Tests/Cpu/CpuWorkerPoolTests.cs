@@ -103,4 +103,55 @@ public class CpuWorkerPoolTests
         pool.Run(job, 64);
         Assert.All(job.Runs, r => Assert.Equal(1, r));
     }
+
+    [Fact]
+    public void WorkBesideTheRunsGoesToAWorkerAndRunsGoOnWithoutIt()
+    {
+        using var pool = new CpuWorkerPool(2);
+        using var release = new ManualResetEventSlim();
+        int sideThread = 0;
+        // The side action holds its worker until a run has completed: a run that waited for every
+        // thread would never end, and the action's own wait would give up after 30 s.
+        bool released = false;
+        var side = pool.Beside(() =>
+        {
+            sideThread = Environment.CurrentManagedThreadId;
+            released = release.Wait(TimeSpan.FromSeconds(30));
+        });
+        var job = new CountingJob(200);
+        pool.Run(job, 200);
+        Assert.All(job.Runs, r => Assert.Equal(1, r));
+        Assert.False(side.IsDone);
+        release.Set();
+        side.Wait();
+        Assert.True(released);
+        Assert.NotEqual(Environment.CurrentManagedThreadId, sideThread);
+
+        // Back among the workers afterwards.
+        var partnered = new PartnerJob();
+        pool.Run(partnered, 1000);
+        Assert.True(partnered.Partnered);
+    }
+
+    [Fact]
+    public void WorkBesideAPoolWithoutWorkersRunsInline()
+    {
+        using var pool = new CpuWorkerPool(1);
+        int thread = 0;
+        var side = pool.Beside(() => thread = Environment.CurrentManagedThreadId);
+        Assert.True(side.IsDone);
+        Assert.Equal(Environment.CurrentManagedThreadId, thread);
+    }
+
+    [Fact]
+    public void AFailureBesideTheRunsSurfacesInWait()
+    {
+        using var pool = new CpuWorkerPool(2);
+        var side = pool.Beside(() => throw new InvalidOperationException("beside"));
+        var e = Assert.Throws<AggregateException>(side.Wait);
+        Assert.Equal("beside", e.InnerException!.Message);
+        var job = new CountingJob(64);
+        pool.Run(job, 64);
+        Assert.All(job.Runs, r => Assert.Equal(1, r));
+    }
 }
