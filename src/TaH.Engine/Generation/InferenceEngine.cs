@@ -2,6 +2,7 @@ using TaH.Engine.Kv;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
 using TaH.Kernels;
+using TaH.Kernels.Cpu;
 using TorchSharp;
 
 namespace TaH.Engine.Generation;
@@ -32,6 +33,13 @@ public sealed record EngineOptions
 
     /// <summary>Most parallel samples (n) of one request.</summary>
     public int MaxSamples { get; init; } = 16;
+
+    /// <summary>
+    /// Sample a lone decode row's token on a kernel worker while the decider judges it, undoing
+    /// the draw when the position goes deeper: the same tokens, with the decider's time hidden.
+    /// CPU models only (on a GPU the decider is not the CPU's work).
+    /// </summary>
+    public bool SampleAhead { get; init; } = true;
 }
 
 /// <summary>
@@ -83,6 +91,9 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>Times a running sequence gave its blocks back to be recomputed later.</summary>
     public long Preemptions => _scheduler.Preemptions;
 
+    /// <summary>Tokens sampled while the decider judged their position (kept, or undone when it went deeper).</summary>
+    public long SamplesTakenAhead { get; private set; }
+
     /// <summary>Prompt tokens whose keys and values came from the prefix cache.</summary>
     public long CachedPromptTokens => _scheduler.CachedPromptTokens;
 
@@ -124,7 +135,23 @@ public sealed class InferenceEngine : IDisposable
             return [];
         }
 
-        var results = Model.Step(plan.Rows, Cache, _attention);
+        // A row the decider judges may be sampled while it decides (see SampleAhead).
+        SampleAhead? started = null;
+        StepRowResult[] results;
+        try
+        {
+            results = Model.Step(plan.Rows, Cache, _attention, Options.SampleAhead && Model.Base.Device.type == DeviceType.CPU
+                ? (row, logits) => started = SampleAhead.Start(plan.Owners[row], plan.Rows[row], row, logits, CpuWorkerPool.Shared)
+                : null);
+        }
+        catch
+        {
+            started?.Dispose();
+            throw;
+        }
+
+        using var ahead = started;
+        SamplesTakenAhead += ahead is null ? 0 : 1;
         foreach (var sequence in plan.Sequences)
         {
             sequence.RowsRan();
@@ -132,6 +159,7 @@ public sealed class InferenceEngine : IDisposable
 
         // Positions that stopped and whose logits someone wants; latent results carry on.
         var stopped = new List<(Sequence Sequence, StepRow Row, double? Probability, torch.Tensor Logits)>();
+        int aheadStopped = -1;
         for (int i = 0; i < plan.Rows.Count; i++)
         {
             var result = results[i];
@@ -146,11 +174,15 @@ public sealed class InferenceEngine : IDisposable
             }
             else if (result.FinalLogits is { } logits)
             {
+                aheadStopped = ahead?.Row == i ? stopped.Count : aheadStopped;
                 stopped.Add((plan.Owners[i], plan.Rows[i], result.ContinueProbability, logits));
             }
         }
 
-        using var floats = new LogitRows([.. stopped.Select(s => s.Logits)]);
+        // The sample taken ahead stands when its position stopped; its logits are floats already.
+        SampledToken? aheadToken = aheadStopped >= 0 ? ahead!.Take() : null;
+        using var floats = new LogitRows([.. stopped.Select((s, j) => j == aheadStopped ? null : s.Logits)]);
+        ReadOnlyMemory<float> Floats(int j) => j == aheadStopped ? ahead!.Logits : floats[j];
         foreach (var result in results)
         {
             result.Dispose();
@@ -162,20 +194,22 @@ public sealed class InferenceEngine : IDisposable
             var (sequence, row, probability, _) = stopped[i];
             if (sequence.Request.RecordPositions)
             {
-                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, probability, floats[i].ToArray()));
+                PositionCompleted?.Invoke(sequence, new PositionRecord(row.Position, sequence.Tokens[row.Position], row.Depth, probability, Floats(i).ToArray()));
             }
 
             if (sequence.IsLast(row.Position) && sequence.Finished is null)
             {
                 // The prompt's last position gives every parallel sample its first token.
                 var samples = sequence.Request.N > 1 && sequence.GeneratedCount == 0 ? [.. Fork(sequence), sequence] : new[] { sequence };
-                draws.AddRange(samples.Select(s => (s, floats[i], row.Depth, probability)));
+                draws.AddRange(samples.Select(s => (s, Floats(i), row.Depth, probability)));
             }
         }
 
         var sampled = new SampledToken[draws.Count];
         // Sampling touches one sequence each, so it runs in parallel too (its mask included).
-        Parallel.For(0, draws.Count, i => sampled[i] = draws[i].Sequence.Sampler.Sample(draws[i].Logits.Span, draws[i].Sequence.Mask()));
+        Parallel.For(0, draws.Count, i => sampled[i] = aheadToken is { } token && draws[i].Sequence == ahead!.Sequence
+            ? token
+            : draws[i].Sequence.Sampler.Sample(draws[i].Logits.Span, draws[i].Sequence.Mask()));
         var events = new List<(Sequence, TokenEvent)>(draws.Count);
         for (int i = 0; i < draws.Count; i++)
         {

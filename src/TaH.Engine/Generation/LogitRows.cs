@@ -14,7 +14,8 @@ internal sealed class LogitRows : IDisposable
     private readonly float[][] _rows;
     private readonly int[] _lengths;
 
-    public LogitRows(IReadOnlyList<torch.Tensor> tensors)
+    /// <param name="tensors">The rows; a null one is left empty (its floats are elsewhere).</param>
+    public LogitRows(IReadOnlyList<torch.Tensor?> tensors)
     {
         _rows = new float[tensors.Count][];
         _lengths = new int[tensors.Count];
@@ -22,8 +23,14 @@ internal sealed class LogitRows : IDisposable
         // One row per sequence, so the cores the forward used are free to copy them in parallel.
         Parallel.For(0, tensors.Count, i =>
         {
+            if (tensors[i] is null)
+            {
+                _rows[i] = [];
+                return;
+            }
+
             using var scope = torch.NewDisposeScope();
-            var host = tensors[i].to(torch.ScalarType.Float32, torch.CPU).contiguous();
+            var host = tensors[i]!.to(torch.ScalarType.Float32, torch.CPU).contiguous();
             _lengths[i] = (int)host.numel();
             _rows[i] = ArrayPool<float>.Shared.Rent(_lengths[i]);
             MemoryMarshal.Cast<byte, float>(host.bytes).CopyTo(_rows[i]);
@@ -37,7 +44,10 @@ internal sealed class LogitRows : IDisposable
     {
         foreach (var row in _rows)
         {
-            ArrayPool<float>.Shared.Return(row);
+            if (row.Length > 0)
+            {
+                ArrayPool<float>.Shared.Return(row);
+            }
         }
     }
 }

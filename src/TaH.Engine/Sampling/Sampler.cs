@@ -60,6 +60,17 @@ public sealed class Sampler
     /// <summary>The seed in use: the requested one, or the one drawn for an unseeded request.</summary>
     public long Seed { get; }
 
+    /// <summary>
+    /// Where the random stream stands. Setting it back undoes the draws of samples the engine did
+    /// not use (one taken ahead for a position that then went deeper), so a seed gives the same
+    /// tokens either way.
+    /// </summary>
+    internal (ulong, ulong, ulong, ulong) RandomState
+    {
+        get => _rng.State;
+        set => _rng.State = value;
+    }
+
     /// <summary>Number of tokens passed to <see cref="Accept"/>.</summary>
     public int GeneratedCount { get; private set; }
 

@@ -31,6 +31,13 @@ internal sealed class Xoshiro256StarStar
         _s3 = s3;
     }
 
+    /// <summary>Where the stream stands: setting it back replays the draws made since.</summary>
+    public (ulong S0, ulong S1, ulong S2, ulong S3) State
+    {
+        get => (_s0, _s1, _s2, _s3);
+        set => (_s0, _s1, _s2, _s3) = value;
+    }
+
     public static ulong SplitMix64(ref ulong state)
     {
         var z = state += 0x9E3779B97F4A7C15UL;

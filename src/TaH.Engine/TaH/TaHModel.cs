@@ -69,7 +69,13 @@ public sealed class TaHModel : IDisposable
     /// row order; continuing rows carry the <see cref="LatentState"/> of their next depth, which
     /// the caller then owns.
     /// </summary>
-    public StepRowResult[] Step(IReadOnlyList<StepRow> rows, KvCache cache, IPagedAttention attention)
+    /// <param name="early">
+    /// Called when the step computes logits for one row only, the decider judges it and the caller
+    /// wants its logits: with the row's index and its cumulative logits (the caller's to dispose),
+    /// before the decider runs. If the row stops, they are its final logits, so the caller may
+    /// sample them meanwhile.
+    /// </param>
+    public StepRowResult[] Step(IReadOnlyList<StepRow> rows, KvCache cache, IPagedAttention attention, Action<int, Tensor>? early = null)
     {
         int n = rows.Count;
         var attentionBatch = BuildAttentionBatch(rows, cache);
@@ -113,7 +119,7 @@ public sealed class TaHModel : IDisposable
         foreach (var chunk in needLogits.Chunk(LogitChunkRows))
         {
             using var chunkScope = NewDisposeScope();
-            var decided = DecideChunk(rows, chunk, hidden, judged.Length > 0 ? captured : null);
+            var decided = DecideChunk(rows, chunk, hidden, judged.Length > 0 ? captured : null, needLogits.Length == 1 ? early : null);
             for (int c = 0; c < chunk.Length; c++)
             {
                 results[chunk[c]] = decided[c];
@@ -132,7 +138,7 @@ public sealed class TaHModel : IDisposable
     /// Logits, decisions, soft inputs and outputs for one chunk of rows. The tensors the results
     /// carry are detached from every dispose scope: the results own them.
     /// </summary>
-    private StepRowResult[] DecideChunk(IReadOnlyList<StepRow> rows, int[] chunk, Tensor hidden, Tensor[]? captured)
+    private StepRowResult[] DecideChunk(IReadOnlyList<StepRow> rows, int[] chunk, Tensor hidden, Tensor[]? captured, Action<int, Tensor>? early)
     {
         var device = Base.Device;
         var cumulative = Base.Logits(hidden.index_select(0, Index(chunk, device)));
@@ -145,6 +151,12 @@ public sealed class TaHModel : IDisposable
                     ?? throw new InvalidOperationException($"latent row at position {rows[chunk[c]].Position} needs the logits of its shallower passes");
                 AddRow(cumulative, c, previous);
             }
+        }
+
+        // Most rows stop at depth 1: the caller samples meanwhile, and the decider's time is hidden.
+        if (early is not null && rows[chunk[0]] is { WantsLogits: true } only && MayContinue(only) && only.Policy.Kind == PolicyKind.Decider)
+        {
+            early(chunk[0], cumulative[0].DetachFromDisposeScope());
         }
 
         // Top-k of the cumulative logits feeds both the decider and the soft input.
