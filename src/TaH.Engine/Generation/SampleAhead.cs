@@ -85,6 +85,10 @@ internal sealed class SampleAhead : IDisposable
         {
             _task.Wait();
         }
+        catch (AggregateException)
+        {
+            // A sample not taken failed (its position went deeper, or Take threw it already).
+        }
         finally
         {
             if (!_taken)

@@ -107,7 +107,7 @@ public sealed class CpuWorkerPool : IDisposable
 
     /// <summary>
     /// Runs <paramref name="action"/> on a worker while the caller goes on (inline, before this
-    /// returns, when the pool has no worker or one is already busy beside it). Runs started in the
+    /// returns, when the pool has no worker or another action still waits for one). Runs started in the
     /// meantime go to the other threads: the busy worker takes no items until the action is done.
     /// Wait on the result before reading what the action wrote.
     /// </summary>
