@@ -93,6 +93,9 @@ public sealed class IterationDecider : IDisposable
     /// <summary>How its linear layers' matrices are held.</summary>
     public WeightFormat Weights => _linears.Values.First().Format;
 
+    /// <summary>Whether the forward runs on the project's CPU kernels (their worker pool), not on torch's ops.</summary>
+    public bool OnCpuKernels => _cpu is not null;
+
     /// <summary>Memory the decider's parameters hold.</summary>
     public long Bytes => _linears.Values.Sum(l => l.Bytes) + _weights.Values.Sum(t => t.numel() * t.ElementSize);
 

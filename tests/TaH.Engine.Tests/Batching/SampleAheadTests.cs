@@ -11,9 +11,16 @@ namespace TaH.Engine.Tests.Batching;
 /// </summary>
 public sealed class SampleAheadTests : IDisposable
 {
-    private readonly TaHModel _model = ModelLoader.Load(Fixtures.TinyCheckpoint("a"));
+    // q8_0: the decider on the CPU kernels, where the engine samples ahead.
+    private readonly TaHModel _model = ModelLoader.Load(Fixtures.TinyCheckpoint("a"), new ModelOptions { Weights = WeightFormat.Q8_0 });
 
-    public void Dispose() => _model.Dispose();
+    private readonly TaHModel _fp32 = ModelLoader.Load(Fixtures.TinyCheckpoint("a"));
+
+    public void Dispose()
+    {
+        _model.Dispose();
+        _fp32.Dispose();
+    }
 
     public static TheoryData<string> Policies() => ["decider", "rate"];
 
@@ -39,9 +46,17 @@ public sealed class SampleAheadTests : IDisposable
         }
     }
 
-    private ((int Token, int Depth)[] Tokens, long Ahead) Run(Engine.Generation.GenerationRequest request, bool sampleAhead)
+    [Fact]
+    public void WithTorchsDeciderNothingIsSampledAhead()
     {
-        using var engine = new InferenceEngine(_model, new EngineOptions { KvBlocks = 128, PrefixCaching = false, SampleAhead = sampleAhead });
+        // fp32 runs the decider on torch's OpenMP threads, which a lent worker would contend with.
+        var request = BatchRunner.Request([1, 2, 3], 8, IterationPolicy.Decider, 1);
+        Assert.Equal(0, Run(request, sampleAhead: true, _fp32).Ahead);
+    }
+
+    private ((int Token, int Depth)[] Tokens, long Ahead) Run(GenerationRequest request, bool sampleAhead, TaHModel? model = null)
+    {
+        using var engine = new InferenceEngine(model ?? _model, new EngineOptions { KvBlocks = 128, PrefixCaching = false, SampleAhead = sampleAhead });
         var tokens = engine.Generate(request).Select(e => (e.Token, e.Depth)).ToArray();
         return (tokens, engine.SamplesTakenAhead);
     }
