@@ -29,6 +29,12 @@ public sealed class Sampler
     private float[] _logits = [];
     private float[] _weights = [];
     private int[] _candidates = [];
+    private int[] _identity = [];
+    // What Filter left for Draw: the kept ids (_candidates, or every id in order).
+    private int[] _kept = [];
+    // exp(l - max) of the unmodified logits, from LogSumExp, and its sum: the weights at temperature 1.
+    private bool _rawWeights;
+    private double _rawTotal;
 
     /// <param name="parameters">In range (the engine's AdmissionGate validates them once, per request).</param>
     /// <param name="promptTokenIds">The prompt, for the repetition penalty.</param>
@@ -121,7 +127,7 @@ public sealed class Sampler
 
         var n = Filter(logits.Length);
         double total = 0;
-        foreach (var id in _candidates.AsSpan(0, n))
+        foreach (var id in _kept.AsSpan(0, n))
         {
             total += _weights[id];
         }
@@ -129,7 +135,7 @@ public sealed class Sampler
         var result = new (int TokenId, double Probability)[n];
         for (var i = 0; i < n; i++)
         {
-            var id = _candidates[i];
+            var id = _kept[i];
             result[i] = (id, _weights[id] / total);
         }
 
@@ -148,9 +154,10 @@ public sealed class Sampler
             throw new ArgumentException("The logits are empty.", nameof(logits));
         }
 
-        (_logits, _weights, _candidates) = Scratch.For(logits.Length);
+        (_logits, _weights, _candidates, _identity) = Scratch.For(logits.Length);
 
-        var logNormalizer = LogSumExp(logits, _weights);
+        var logNormalizer = LogSumExp(logits, _weights, out _rawTotal);
+        _rawWeights = mask is null && !PenalisesAnything;
 
         logits.CopyTo(_logits);
         if (mask is not null)
@@ -166,6 +173,8 @@ public sealed class Sampler
         ApplyPenalties(_logits);
         return logNormalizer;
     }
+
+    private bool PenalisesAnything => Parameters.RepetitionPenalty != 1f || Parameters.FrequencyPenalty != 0f || Parameters.PresencePenalty != 0f;
 
     private void ApplyPenalties(float[] logits)
     {
@@ -234,14 +243,17 @@ public sealed class Sampler
 
     /// <summary>
     /// Applies temperature, top-k, top-p and min-p to the penalised logits. Leaves the kept token ids
-    /// in _candidates[..n] (returns n, at least 1) with their unnormalised probabilities in _weights.
+    /// in _kept[..n] (returns n, at least 1) with their unnormalised probabilities in _weights.
     /// </summary>
     private int Filter(int vocab)
     {
+        // Every id in order until a filter picks some; only a filter needs them in _candidates.
         var ids = _candidates.AsSpan(0, vocab);
-        for (var i = 0; i < ids.Length; i++)
+        bool filtering = (Parameters.TopK > 0 && Parameters.TopK < vocab) || Parameters.TopP < 1f || Parameters.MinP > 0f;
+        _kept = filtering ? _candidates : _identity;
+        if (filtering)
         {
-            ids[i] = i;
+            _identity.AsSpan(0, vocab).CopyTo(ids);
         }
 
         var n = vocab;
@@ -255,7 +267,12 @@ public sealed class Sampler
         // Weights relative to the most probable token (whose weight is exactly 1): exp((l - max) / T).
         var temperature = Parameters.Temperature;
         double total;
-        if (n == vocab)
+        if (n == vocab && temperature == 1f && _rawWeights)
+        {
+            // Exactly what the branch below computes (x / 1 is x): LogSumExp left it there.
+            total = _rawTotal;
+        }
+        else if (n == vocab)
         {
             // The whole vocabulary, in id order: vectorised over the buffers.
             var weights = _weights.AsSpan(0, vocab);
@@ -307,7 +324,7 @@ public sealed class Sampler
 
     private int Draw(int n)
     {
-        var ids = _candidates.AsSpan(0, n);
+        var ids = _kept.AsSpan(0, n);
         double total = 0;
         foreach (var id in ids)
         {
@@ -351,8 +368,11 @@ public sealed class Sampler
         return best;
     }
 
-    /// <summary>log(sum(exp(logits))), summed in double; rejects NaN and infinite logits.</summary>
-    private static double LogSumExp(ReadOnlySpan<float> logits, Span<float> scratch)
+    /// <summary>
+    /// log(sum(exp(logits))), summed in double; rejects NaN and infinite logits. Leaves
+    /// exp(logit - max) in <paramref name="scratch"/> and their sum in <paramref name="total"/>.
+    /// </summary>
+    private static double LogSumExp(ReadOnlySpan<float> logits, Span<float> scratch, out double total)
     {
         // Max propagates NaN, so finite max and min mean every value is finite.
         float max = TensorPrimitives.Max(logits), min = TensorPrimitives.Min(logits);
@@ -371,7 +391,8 @@ public sealed class Sampler
         scratch = scratch[..logits.Length];
         TensorPrimitives.Subtract(logits, max, scratch);
         TensorPrimitives.Exp(scratch, scratch);
-        return max + Math.Log(SumInDouble(scratch));
+        total = SumInDouble(scratch);
+        return max + Math.Log(total);
     }
 
     // Float partial sums over short runs, accumulated in double: vector speed, no drift over 150k terms.
@@ -453,13 +474,14 @@ public sealed class Sampler
     private static class Scratch
     {
         [ThreadStatic]
-        private static (float[] Logits, float[] Weights, int[] Candidates) _buffers;
+        private static (float[] Logits, float[] Weights, int[] Candidates, int[] Identity) _buffers;
 
-        public static (float[] Logits, float[] Weights, int[] Candidates) For(int vocab)
+        /// <summary>The buffers, and the ids 0 .. vocab - 1 in order.</summary>
+        public static (float[] Logits, float[] Weights, int[] Candidates, int[] Identity) For(int vocab)
         {
             if (_buffers.Logits is null || _buffers.Logits.Length != vocab)
             {
-                _buffers = (new float[vocab], new float[vocab], new int[vocab]);
+                _buffers = (new float[vocab], new float[vocab], new int[vocab], [.. Enumerable.Range(0, vocab)]);
             }
 
             return _buffers;
