@@ -62,7 +62,7 @@ internal static unsafe class BlockGemm
         // reads interleaved, and the decider's cold 0.1-2.8 MB layers took a tenth longer. Larger
         // ones keep many items, so a descheduled thread's share goes to the others.
         int tilesPerItem = weights.Bytes < EvenSplitBytes
-            ? (weights.Tiles + pool.Threads - 1) / pool.Threads
+            ? pool.EvenShare(weights.Tiles)
             : Math.Clamp(weights.Tiles / (pool.Threads * 8), 1, 16);
         for (int start = 0; start < rows; start += PassRows)
         {

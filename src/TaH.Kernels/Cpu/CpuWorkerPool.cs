@@ -58,6 +58,9 @@ public sealed class CpuWorkerPool : IDisposable
     /// <summary>The caller and the workers.</summary>
     public int Threads => _workers.Length + 1;
 
+    /// <summary>Of <paramref name="count"/> units, how many one item takes when each thread gets one contiguous range.</summary>
+    public int EvenShare(int count) => (count + Threads - 1) / Threads;
+
     /// <summary>Runs items 0 .. <paramref name="items"/> - 1 of <paramref name="job"/> and returns when all are done.</summary>
     public void Run(PoolJob job, int items)
     {

@@ -71,10 +71,10 @@ public static unsafe class LoraKernel
         // items of 4 rows or tiles the threads' reads interleaved in 8 KB pieces, which ran at a
         // third of the memory's speed.
         job.Phase = 0;
-        job.PerItem = (rank + pool.Threads - 1) / pool.Threads;
+        job.PerItem = pool.EvenShare(rank);
         pool.Run(job, (rank + job.PerItem - 1) / job.PerItem);
         job.Phase = 1;
-        job.PerItem = (job.SegmentTiles + pool.Threads - 1) / pool.Threads;
+        job.PerItem = pool.EvenShare(job.SegmentTiles);
         pool.Run(job, (job.SegmentTiles + job.PerItem - 1) / job.PerItem);
         job.Clear();
     }
