@@ -112,12 +112,13 @@ public sealed class CpuWorkerPool : IDisposable
     /// Runs <paramref name="action"/> on a worker while the caller goes on (inline, before this
     /// returns, when the pool has no worker or another action still waits for one). Runs started in the
     /// meantime go to the other threads: the busy worker takes no items until the action is done.
-    /// Wait on the result before reading what the action wrote.
+    /// Wait on the result before reading what the action wrote; a wait that finds the action not yet
+    /// taken by any worker runs it itself.
     /// </summary>
     public SideTask Beside(Action action)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var task = new SideTask(action);
+        var task = new SideTask(this, action);
         if (_workers.Length == 0 || Interlocked.CompareExchange(ref _side, task, null) is not null)
         {
             task.Run();
@@ -133,6 +134,9 @@ public sealed class CpuWorkerPool : IDisposable
     }
 
     private SideTask? TakeSide() => Volatile.Read(ref _side) is null ? null : Interlocked.Exchange(ref _side, null);
+
+    /// <summary>Takes <paramref name="task"/> back if no worker has taken it yet.</summary>
+    internal bool Reclaim(SideTask task) => Interlocked.CompareExchange(ref _side, null, task) == task;
 
     /// <summary>Claims and runs items of the current run until none are left.</summary>
     private void Work()
@@ -270,21 +274,35 @@ public sealed class CpuWorkerPool : IDisposable
 /// <summary>Work a <see cref="CpuWorkerPool"/> runs beside its runs (see <see cref="CpuWorkerPool.Beside"/>).</summary>
 public sealed class SideTask
 {
+    private readonly CpuWorkerPool _pool;
     private readonly Action _action;
     private volatile bool _done;
     private Exception? _error;
 
-    internal SideTask(Action action) => _action = action;
+    internal SideTask(CpuWorkerPool pool, Action action)
+    {
+        _pool = pool;
+        _action = action;
+    }
 
     public bool IsDone => _done;
 
-    /// <summary>Returns once the action has run; rethrows what it threw.</summary>
+    /// <summary>
+    /// Returns once the action has run (here, if no worker has taken it: the one it went to may be
+    /// descheduled, and the caller is waiting anyway); rethrows what it threw.
+    /// </summary>
     public void Wait()
     {
+        if (!_done && _pool.Reclaim(this))
+        {
+            Run();
+        }
+
+        // No Sleep(1) while it finishes: the wait is a fraction of a millisecond, and a sleep is one.
         var spin = default(SpinWait);
         while (!_done)
         {
-            spin.SpinOnce();
+            spin.SpinOnce(sleep1Threshold: -1);
         }
 
         if (_error is { } error)

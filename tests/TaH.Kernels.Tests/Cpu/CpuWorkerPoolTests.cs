@@ -108,6 +108,7 @@ public class CpuWorkerPoolTests
     public void WorkBesideTheRunsGoesToAWorkerAndRunsGoOnWithoutIt()
     {
         using var pool = new CpuWorkerPool(2);
+        using var started = new ManualResetEventSlim();
         using var release = new ManualResetEventSlim();
         int sideThread = 0;
         // The side action holds its worker until a run has completed: a run that waited for every
@@ -116,8 +117,10 @@ public class CpuWorkerPoolTests
         var side = pool.Beside(() =>
         {
             sideThread = Environment.CurrentManagedThreadId;
+            started.Set();
             released = release.Wait(TimeSpan.FromSeconds(30));
         });
+        Assert.True(started.Wait(TimeSpan.FromSeconds(30)));
         var job = new CountingJob(200);
         pool.Run(job, 200);
         Assert.All(job.Runs, r => Assert.Equal(1, r));
@@ -131,6 +134,31 @@ public class CpuWorkerPoolTests
         var partnered = new PartnerJob();
         pool.Run(partnered, 1000);
         Assert.True(partnered.Partnered);
+    }
+
+    [Fact]
+    public void WorkBesideThatNoWorkerHasTakenRunsOnTheThreadWaitingForIt()
+    {
+        using var pool = new CpuWorkerPool(2);
+        using var started = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        // The only worker is held by a first action, so the second waits for a worker that never comes.
+        var first = pool.Beside(() =>
+        {
+            started.Set();
+            release.Wait(TimeSpan.FromSeconds(30));
+        });
+        Assert.True(started.Wait(TimeSpan.FromSeconds(30)));
+        int secondThread = 0;
+        var second = pool.Beside(() => secondThread = Environment.CurrentManagedThreadId);
+        Assert.False(second.IsDone);
+
+        second.Wait();
+        Assert.Equal(Environment.CurrentManagedThreadId, secondThread);
+        Assert.False(first.IsDone);
+        release.Set();
+        first.Wait();
+        Assert.True(first.IsDone);
     }
 
     [Fact]
