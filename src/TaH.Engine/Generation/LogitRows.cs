@@ -20,21 +20,31 @@ internal sealed class LogitRows : IDisposable
         _rows = new float[tensors.Count][];
         _lengths = new int[tensors.Count];
 
-        // One row per sequence, so the cores the forward used are free to copy them in parallel.
-        Parallel.For(0, tensors.Count, i =>
+        // One row per sequence, so the cores the forward used are free to copy them in parallel; a
+        // lone row is copied here (Parallel.For would wake a thread-pool worker for it every step).
+        if (tensors.Count == 1)
         {
-            if (tensors[i] is null)
-            {
-                _rows[i] = [];
-                return;
-            }
+            Copy(tensors, 0);
+        }
+        else
+        {
+            Parallel.For(0, tensors.Count, i => Copy(tensors, i));
+        }
+    }
 
-            using var scope = torch.NewDisposeScope();
-            var host = tensors[i]!.to(torch.ScalarType.Float32, torch.CPU).contiguous();
-            _lengths[i] = (int)host.numel();
-            _rows[i] = ArrayPool<float>.Shared.Rent(_lengths[i]);
-            MemoryMarshal.Cast<byte, float>(host.bytes).CopyTo(_rows[i]);
-        });
+    private void Copy(IReadOnlyList<torch.Tensor?> tensors, int i)
+    {
+        if (tensors[i] is null)
+        {
+            _rows[i] = [];
+            return;
+        }
+
+        using var scope = torch.NewDisposeScope();
+        var host = tensors[i]!.to(torch.ScalarType.Float32, torch.CPU).contiguous();
+        _lengths[i] = (int)host.numel();
+        _rows[i] = ArrayPool<float>.Shared.Rent(_lengths[i]);
+        MemoryMarshal.Cast<byte, float>(host.bytes).CopyTo(_rows[i]);
     }
 
     /// <summary>Row <paramref name="i"/>, valid until this is disposed.</summary>
