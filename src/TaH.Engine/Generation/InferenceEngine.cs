@@ -211,17 +211,8 @@ public sealed class InferenceEngine : IDisposable
             ? token
             : draws[i].Sequence.Sampler.Sample(draws[i].Logits.Span, draws[i].Sequence.Mask());
 
-        // Sampling touches one sequence each, so several run in parallel (their masks included). One
-        // runs here: Parallel.For would wake a thread-pool worker every step, onto a core the kernel
-        // pool is using.
-        if (draws.Count == 1)
-        {
-            sampled[0] = Draw(0);
-        }
-        else
-        {
-            Parallel.For(0, draws.Count, i => sampled[i] = Draw(i));
-        }
+        // Sampling touches one sequence each, so it runs in parallel too (its mask included).
+        RowParallel.For(draws.Count, i => sampled[i] = Draw(i));
         var events = new List<(Sequence, TokenEvent)>(draws.Count);
         for (int i = 0; i < draws.Count; i++)
         {

@@ -20,16 +20,8 @@ internal sealed class LogitRows : IDisposable
         _rows = new float[tensors.Count][];
         _lengths = new int[tensors.Count];
 
-        // One row per sequence, so the cores the forward used are free to copy them in parallel; a
-        // lone row is copied here (Parallel.For would wake a thread-pool worker for it every step).
-        if (tensors.Count == 1)
-        {
-            Copy(tensors, 0);
-        }
-        else
-        {
-            Parallel.For(0, tensors.Count, i => Copy(tensors, i));
-        }
+        // One row per sequence, so the cores the forward used are free to copy them in parallel.
+        RowParallel.For(tensors.Count, i => Copy(tensors, i));
     }
 
     private void Copy(IReadOnlyList<torch.Tensor?> tensors, int i)

@@ -1,4 +1,3 @@
-using System.Buffers;
 using TaH.Engine.Sampling;
 using TaH.Engine.TaH;
 using TaH.Kernels.Cpu;
@@ -18,8 +17,7 @@ internal sealed class SampleAhead : IDisposable
     private readonly (ulong, ulong, ulong, ulong) _randomBefore;
     private readonly torch.Tensor _logits;
     private readonly SideTask _task;
-    private float[] _floats = [];
-    private int _length;
+    private LogitRows? _floats;
     private SampledToken _token;
     private bool _taken;
 
@@ -39,7 +37,7 @@ internal sealed class SampleAhead : IDisposable
     public int Row { get; }
 
     /// <summary>The logits as floats, once <see cref="Take"/> has returned; valid until this is disposed.</summary>
-    public ReadOnlyMemory<float> Logits => _floats.AsMemory(0, _length);
+    public ReadOnlyMemory<float> Logits => _floats![0];
 
     /// <summary>Starts the sample when the row's position is the one the sequence samples next (else disposes the logits).</summary>
     public static SampleAhead? Start(Sequence sequence, StepRow row, int index, torch.Tensor logits, CpuWorkerPool pool)
@@ -65,18 +63,8 @@ internal sealed class SampleAhead : IDisposable
 
     private void Sample()
     {
-        using (torch.NewDisposeScope())
-        {
-            var host = _logits.to(torch.ScalarType.Float32, torch.CPU).contiguous();
-            _length = (int)host.numel();
-            _floats = ArrayPool<float>.Shared.Rent(_length);
-            unsafe
-            {
-                new ReadOnlySpan<float>(TensorMemory.Pointer<float>(host), _length).CopyTo(_floats);
-            }
-        }
-
-        _token = _sampler.Sample(_floats.AsSpan(0, _length), Sequence.Mask());
+        _floats = new LogitRows([_logits]);
+        _token = _sampler.Sample(_floats[0].Span, Sequence.Mask());
     }
 
     public void Dispose()
@@ -97,10 +85,7 @@ internal sealed class SampleAhead : IDisposable
             }
 
             _logits.Dispose();
-            if (_floats.Length > 0)
-            {
-                ArrayPool<float>.Shared.Return(_floats);
-            }
+            _floats?.Dispose();
         }
     }
 }
